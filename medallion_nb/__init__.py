@@ -1,0 +1,35 @@
+"""medallion_nb: a Jupyter-centric medallion (bronze, silver, gold) toolkit on DuckDB and Delta Lake."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from medallion_nb.errors import (
+    FlowError,
+    IngestError,
+    LakeError,
+    MedallionError,
+    NotebookRunError,
+    ProjectError,
+    QualityError,
+)
+from medallion_nb.lakehouse import Lakehouse, connect
+from medallion_nb.project import Project, load_project
+
+try:
+    __version__ = version("medallion_nb")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"
+
+__all__ = [
+    "FlowError",
+    "IngestError",
+    "LakeError",
+    "Lakehouse",
+    "MedallionError",
+    "NotebookRunError",
+    "Project",
+    "ProjectError",
+    "QualityError",
+    "__version__",
+    "connect",
+    "load_project",
+]

@@ -1,0 +1,48 @@
+"""The errors medallion_nb raises on purpose.
+
+Every message is written for the person running the pipeline: it says what went
+wrong, where (file, table, column or key) and, where useful, what to do next.
+"""
+
+from __future__ import annotations
+
+
+class MedallionError(Exception):
+    """Base of every error we raise on purpose; ``str(err)`` is shown to users as is."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        self.message = message
+        self.hint = hint
+        super().__init__(message if hint is None else f"{message}\n  hint: {hint}")
+
+
+class ProjectError(MedallionError):
+    """``medallion.yaml`` is missing or invalid; the message lists every problem."""
+
+    def __init__(self, problems: list[str] | str, *, hint: str | None = None) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems), hint=hint)
+
+
+class LakeError(MedallionError):
+    """A table could not be read or written (unknown table, bad key, failed write)."""
+
+
+class IngestError(MedallionError):
+    """A raw source could not be read; the message names the source and the file."""
+
+
+class QualityError(MedallionError):
+    """Quality checks failed; ``report`` holds every result."""
+
+    def __init__(self, message: str, *, report: object = None, hint: str | None = None) -> None:
+        self.report = report
+        super().__init__(message, hint=hint)
+
+
+class NotebookRunError(MedallionError):
+    """A layer notebook failed; names the layer, the executed notebook and the failing cell."""
+
+
+class FlowError(MedallionError):
+    """A Kestra flow cannot be generated from the project."""

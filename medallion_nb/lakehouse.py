@@ -1,0 +1,378 @@
+"""The lakehouse handle: one DuckDB connection that sees every table of every layer.
+
+``connect(project_dir)`` opens the project's lake. Each Delta table under
+``<lake>/<layer>/<table>`` is exposed as the view ``<layer>.<table>`` over the
+Parquet files of its current version, so DuckDB reads it natively, in
+parallel, with projection and filter push-down. Reads are lazy relations;
+writes stream Arrow record batches from DuckDB into one atomic Delta commit.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from medallion_nb.errors import LakeError
+from medallion_nb.project import Project, load_project
+from medallion_nb.reporting import report_write
+from medallion_nb.storage import METADATA_PREFIX, WRITE_MODES, Snapshot, TableStore, WriteResult
+
+BATCH_ROWS = 1_000_000
+MEMORY_LIMIT_ENV = "MEDALLION_MEMORY_LIMIT"
+THREADS_ENV = "MEDALLION_THREADS"
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_RESERVED_SCHEMAS = {"main", "temp", "information_schema", "pg_catalog"}
+
+# DuckDB types Delta Lake cannot store, and what they are written as.
+_DELTA_CASTS = {
+    "UTINYINT": "SMALLINT",
+    "USMALLINT": "INTEGER",
+    "UINTEGER": "BIGINT",
+    "UBIGINT": "DECIMAL(20,0)",
+    "HUGEINT": "BIGINT",
+    "UHUGEINT": "DECIMAL(38,0)",
+    "TIMESTAMP_NS": "TIMESTAMP",
+    "TIMESTAMP_MS": "TIMESTAMP",
+    "TIMESTAMP_S": "TIMESTAMP",
+    "TIME": "VARCHAR",
+    "TIME WITH TIME ZONE": "VARCHAR",
+    "INTERVAL": "VARCHAR",
+    "UUID": "VARCHAR",
+    "BIT": "VARCHAR",
+}
+
+
+def quote_ident(name: str) -> str:
+    """Quote a column or table identifier after checking it is a plain name.
+
+    Raises:
+        LakeError: the name is not letters, digits and underscores.
+    """
+    if not isinstance(name, str) or not _IDENT.match(name):
+        raise LakeError(f"{name!r} is not a valid name (letters, digits and _, not starting with a digit)")
+    return f'"{name}"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+class Lakehouse:
+    """A project's lake, queryable with SQL as ``bronze.x``, ``silver.y``, ``gold.z``.
+
+    Create it with :func:`connect`. Use it as a context manager or call
+    :meth:`close` when done.
+    """
+
+    def __init__(
+        self,
+        project: Project,
+        *,
+        run_id: str = "dev",
+        notebook: str | None = None,
+        memory_limit: str | None = None,
+        threads: int | None = None,
+    ) -> None:
+        self.project = project
+        self.run_id = run_id
+        self.notebook = notebook
+        self.store = TableStore(project.lake)
+        self.layers = tuple(layer.name for layer in project.layers)
+        self.writes: list[WriteResult] = []
+        config: dict[str, Any] = {"temp_directory": str(Path(tempfile.gettempdir()) / "medallion_nb_spill")}
+        memory_limit = memory_limit or os.environ.get(MEMORY_LIMIT_ENV)
+        if memory_limit:
+            config["memory_limit"] = memory_limit
+        threads = threads or (int(os.environ[THREADS_ENV]) if os.environ.get(THREADS_ENV) else None)
+        if threads:
+            config["threads"] = threads
+        try:
+            self.con = duckdb.connect(config=config)
+        except duckdb.Error as exc:
+            raise LakeError(f"cannot start DuckDB with {config}: {exc}") from exc
+        for layer in self.layers:
+            if layer in _RESERVED_SCHEMAS:
+                raise LakeError(f"layer name {layer!r} is reserved by DuckDB; rename the layer in medallion.yaml")
+            self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(layer)}")
+        self.refresh()
+
+    # -- context manager -------------------------------------------------
+    def __enter__(self) -> Lakehouse:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the DuckDB connection."""
+        self.con.close()
+
+    def __repr__(self) -> str:
+        return f"<Lakehouse {self.project.name!r} at {self.project.lake} ({len(self.tables())} tables)>"
+
+    # -- names -----------------------------------------------------------
+    def _split(self, name: str) -> tuple[str, str]:
+        layer, dot, table = name.partition(".")
+        if not dot:
+            raise LakeError(f"table name {name!r} must be <layer>.<table>, e.g. silver.orders")
+        if layer not in self.layers:
+            raise LakeError(f"table {name!r}: {layer!r} is not a layer of this project "
+                            f"(layers: {', '.join(self.layers)})")
+        quote_ident(table)
+        return layer, table
+
+    def _view(self, layer: str, table: str) -> str:
+        return f"{quote_ident(layer)}.{quote_ident(table)}"
+
+    # -- reading ---------------------------------------------------------
+    def refresh(self) -> None:
+        """Re-read the lake folder so tables written by other processes show up."""
+        for layer, table in self.store.tables():
+            if layer in self.layers and _IDENT.match(table):
+                self._register(layer, table, self.store.snapshot(layer, table))
+
+    def _register(self, layer: str, table: str, snap: Snapshot) -> None:
+        self.con.execute(f"CREATE OR REPLACE VIEW {self._view(layer, table)} AS {self._scan_sql(snap, layer, table)}")
+
+    def _scan_sql(self, snap: Snapshot, layer: str, table: str, suffix: str = "") -> str:
+        columns = ", ".join(quote_ident(c) if _IDENT.match(c) else f'"{c}"' for c in snap.schema.names)
+        if snap.files:
+            files = ", ".join(_literal(f.removeprefix("file://")) for f in snap.files)
+            return f"SELECT {columns} FROM read_parquet([{files}], union_by_name = true)"
+        # An empty table still has a schema: scan an empty Arrow table of it.
+        empty = f"__empty_{layer}_{table}{suffix}"
+        self.con.register(empty, snap.schema.empty_table())
+        return f"SELECT {columns} FROM {empty}"
+
+    def sql(self, query: str, params: Sequence[Any] | dict[str, Any] | None = None) -> duckdb.DuckDBPyRelation | None:
+        """Run SQL against the lake; a query returns a lazy relation.
+
+        Raises:
+            LakeError: DuckDB rejected the query (the message is DuckDB's).
+        """
+        try:
+            return self.con.sql(query, params=params)
+        except duckdb.Error as exc:
+            raise LakeError(f"query failed: {exc}") from exc
+
+    def table(self, name: str, *, version: int | None = None) -> duckdb.DuckDBPyRelation:
+        """A lazy relation over ``<layer>.<table>`` (or an earlier version of it).
+
+        Raises:
+            LakeError: the table or version does not exist.
+        """
+        layer, table = self._split(name)
+        if not self.store.exists(layer, table):
+            known = ", ".join(self.tables(layer)) or "none yet"
+            raise LakeError(f"table {name} does not exist (tables in {layer}: {known})",
+                            hint=f"run the {layer} layer first" if layer in self.layers else None)
+        if version is None:
+            return self.con.table(f"{layer}.{table}")
+        snap = self.store.snapshot(layer, table, version)
+        return self.con.sql(self._scan_sql(snap, layer, table, suffix=f"_v{version}"))
+
+    def exists(self, name: str) -> bool:
+        """Whether ``<layer>.<table>`` has been written."""
+        layer, table = self._split(name)
+        return self.store.exists(layer, table)
+
+    def tables(self, layer: str | None = None) -> list[str]:
+        """Names of the tables in the lake (``layer.table``), in layer order."""
+        order = {name: i for i, name in enumerate(self.layers)}
+        found = [(lay, t) for lay, t in self.store.tables() if lay in order and (layer is None or lay == layer)]
+        return [f"{lay}.{t}" for lay, t in sorted(found, key=lambda x: (order[x[0]], x[1]))]
+
+    def count(self, name: str) -> int:
+        """Row count of a table, read from Delta's file statistics (no scan)."""
+        layer, table = self._split(name)
+        return self.store.snapshot(layer, table).rows
+
+    def history(self, name: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """The versions of a table, newest first, with the run that wrote each."""
+        layer, table = self._split(name)
+        return self.store.history(layer, table, limit)
+
+    def info(self, name: str) -> dict[str, Any]:
+        """Schema, row count, version and last writer of a table."""
+        layer, table = self._split(name)
+        snap = self.store.snapshot(layer, table)
+        last = self.store.history(layer, table, 1)
+        return {
+            "table": name,
+            "rows": snap.rows,
+            "version": snap.version,
+            "columns": [(f.name, str(f.type)) for f in snap.schema],
+            "last_run_id": last[0]["run_id"] if last else None,
+            "last_written": last[0]["timestamp"] if last else None,
+            "files": len(snap.files),
+        }
+
+    # -- writing ---------------------------------------------------------
+    def relation(self, data: Any) -> duckdb.DuckDBPyRelation:
+        """Turn SQL text, a relation, a DataFrame or Arrow data into a relation."""
+        if isinstance(data, duckdb.DuckDBPyRelation):
+            return data
+        try:
+            if isinstance(data, str):
+                rel = self.con.sql(data)
+                if rel is None:
+                    raise LakeError(f"write expects a query that returns rows, got: {data[:80]!r}")
+                return rel
+            if isinstance(data, pa.Table | pa.RecordBatchReader | pa.RecordBatch):
+                return self.con.from_arrow(data)
+            if hasattr(data, "to_numpy") and hasattr(data, "columns"):
+                return self.con.from_df(data)
+        except duckdb.Error as exc:
+            raise LakeError(f"query failed: {exc}") from exc
+        raise LakeError(f"cannot write a {type(data).__name__}; pass a DuckDB relation, SQL text, "
+                        "a pandas DataFrame or an Arrow table")
+
+    def write(
+        self,
+        name: str,
+        data: Any,
+        *,
+        mode: str = "replace",
+        key: str | Sequence[str] | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> WriteResult:
+        """Write rows to ``<layer>.<table>`` in one atomic commit.
+
+        Args:
+            name: target table, e.g. ``"silver.orders"``.
+            data: a DuckDB relation, SQL text, a pandas DataFrame or Arrow data.
+            mode: ``replace`` (new content), ``append`` (add rows) or ``merge``
+                (update rows whose key matches, insert the rest).
+            key: the column(s) identifying a row; required for ``merge``.
+            metadata: extra key/values stored in the Delta commit.
+
+        Returns:
+            What was written: rows, table version and the table's new row count.
+
+        Raises:
+            LakeError: bad name, mode or key, a failing query, or a failed commit;
+                the table is unchanged.
+        """
+        layer, table = self._split(name)
+        if mode not in WRITE_MODES:
+            raise LakeError(f"write to {name}: mode {mode!r} is not one of {', '.join(WRITE_MODES)}")
+        keys = (key,) if isinstance(key, str) else tuple(key or ())
+        rel = self._storable(self.relation(data), name)
+        commit = {**(metadata or {}), METADATA_PREFIX + "run_id": self.run_id}
+        if self.notebook:
+            commit[METADATA_PREFIX + "notebook"] = self.notebook
+        staged = None
+        try:
+            if mode == "merge":
+                staged = self._stage_merge_source(rel, name, keys)
+                rel = self.con.table(staged)
+            reader = rel.to_arrow_reader(BATCH_ROWS)
+            result = self.store.write(layer, table, reader, mode=mode, keys=keys, metadata=commit)
+        except duckdb.Error as exc:
+            raise LakeError(f"write to {name} ({mode}) failed; the table is unchanged: {exc}") from exc
+        finally:
+            if staged:
+                self.con.execute(f"DROP TABLE IF EXISTS {staged}")
+        self._register(layer, table, self.store.snapshot(layer, table))
+        self.writes.append(result)
+        report_write(result, run_id=self.run_id)
+        return result
+
+    def _storable(self, rel: duckdb.DuckDBPyRelation, name: str) -> duckdb.DuckDBPyRelation:
+        """Cast columns whose DuckDB type Delta cannot store to the nearest type it can."""
+        exprs, changed = [], False
+        for column, dtype in zip(rel.columns, rel.types, strict=True):
+            if not _IDENT.match(column):
+                raise LakeError(f"write to {name}: column name {column!r} is not a plain name; "
+                                "alias it (letters, digits and _)")
+            kind = str(dtype)
+            target = _DELTA_CASTS.get(kind) or ("VARCHAR" if kind.startswith(("ENUM", "UNION")) else None)
+            if target:
+                exprs.append(f"CAST({quote_ident(column)} AS {target}) AS {quote_ident(column)}")
+                changed = True
+            else:
+                exprs.append(quote_ident(column))
+        if len(set(c.lower() for c in rel.columns)) != len(rel.columns):
+            raise LakeError(f"write to {name}: duplicate column names in {rel.columns}")
+        return rel.project(", ".join(exprs)) if changed else rel
+
+    def _stage_merge_source(self, rel: duckdb.DuckDBPyRelation, name: str, keys: tuple[str, ...]) -> str:
+        """Materialise the new rows of a merge and check their keys; returns the temp table."""
+        if not keys:
+            raise LakeError(f"write to {name}: mode merge needs key=... (the columns that identify a row)")
+        missing = [k for k in keys if k not in rel.columns]
+        if missing:
+            raise LakeError(f"write to {name}: merge key {', '.join(missing)} is not a column of the new rows "
+                            f"(columns: {', '.join(rel.columns)})")
+        # Materialise once: the checks and the write must see the same rows.
+        temp = f"__merge_source_{len(self.writes)}"
+        self.con.execute(f"DROP TABLE IF EXISTS {temp}")
+        rel.create(temp)
+        try:
+            self._check_keys(temp, name, keys)
+        except LakeError:
+            self.con.execute(f"DROP TABLE IF EXISTS {temp}")
+            raise
+        return temp
+
+    def _check_keys(self, temp: str, name: str, keys: tuple[str, ...]) -> None:
+        cols = ", ".join(quote_ident(k) for k in keys)
+        nulls = " OR ".join(f"{quote_ident(k)} IS NULL" for k in keys)
+        bad = self.con.execute(f"SELECT count(*) FROM {temp} WHERE {nulls}").fetchall()[0][0]
+        if bad:
+            raise LakeError(f"write to {name}: {bad} new row(s) have a null merge key ({', '.join(keys)})")
+        dupes = self.con.sql(
+            f"SELECT {cols}, count(*) AS n FROM {temp} GROUP BY ALL HAVING count(*) > 1 ORDER BY n DESC LIMIT 3"
+        ).fetchall()
+        if dupes:
+            sample = "; ".join(str(row[:-1] if len(row) > 2 else row[0]) for row in dupes)
+            raise LakeError(f"write to {name}: merge key ({', '.join(keys)}) is not unique in the new rows "
+                            f"(e.g. {sample})", hint="deduplicate the rows first, e.g. with QUALIFY row_number()")
+
+    # -- the other jobs, delegated ---------------------------------------
+    def ingest(self, source: str | None = None, *, run_date: str | None = None,
+               full_refresh: bool = False) -> list[Any]:
+        """Load raw sources into bronze (all of them, or one by name); see :mod:`medallion_nb.ingest`."""
+        from medallion_nb.ingest import ingest_sources
+
+        return ingest_sources(self, source, run_date=run_date, full_refresh=full_refresh)
+
+    def check(self, data: Any, checks: Any, *, name: str | None = None) -> Any:
+        """Run quality checks on a table or relation; see :mod:`medallion_nb.quality`."""
+        from medallion_nb.quality import run_checks
+
+        label = name or (data if isinstance(data, str) else "rows")
+        rel = self.table(data) if isinstance(data, str) else self.relation(data)
+        return run_checks(self, rel, checks, name=label)
+
+
+def connect(
+    project_dir: str | Path = ".",
+    *,
+    run_id: str = "dev",
+    notebook: str | None = None,
+    memory_limit: str | None = None,
+    threads: int | None = None,
+) -> Lakehouse:
+    """Open a project's lake.
+
+    Args:
+        project_dir: the project folder (or any folder inside it).
+        run_id: recorded with every write (the runner passes the run's id).
+        notebook: recorded with every write, to tell which notebook wrote it.
+        memory_limit: DuckDB memory limit such as ``"1GB"`` (default: DuckDB's,
+            or ``MEDALLION_MEMORY_LIMIT``); larger work spills to disk.
+        threads: DuckDB threads (default: all cores, or ``MEDALLION_THREADS``).
+
+    Raises:
+        ProjectError: the project's ``medallion.yaml`` is missing or invalid.
+    """
+    project = load_project(project_dir)
+    return Lakehouse(project, run_id=run_id, notebook=notebook, memory_limit=memory_limit, threads=threads)

@@ -1,0 +1,54 @@
+"""Where a write is reported besides its return value.
+
+The runner sets ``MEDALLION_WRITE_LOG`` to a JSON-lines file before it starts a
+layer's kernel; every write the notebook makes appends one line to it, which is
+how the run record learns which tables a layer wrote and how many rows. Under
+Kestra (``MEDALLION_KESTRA_OUTPUTS`` set) each write is also printed in Kestra's
+script output protocol so the Kestra UI shows rows per table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+WRITE_LOG_ENV = "MEDALLION_WRITE_LOG"
+KESTRA_ENV = "MEDALLION_KESTRA_OUTPUTS"
+
+
+def report_write(result: Any, *, run_id: str) -> None:
+    """Record one write in the run's write log and, under Kestra, as task outputs."""
+    entry = {**result.to_dict(), "run_id": run_id, "at": datetime.now(UTC).isoformat(timespec="seconds")}
+    log = os.environ.get(WRITE_LOG_ENV)
+    if log:
+        path = Path(log)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # One short line per write, appended: concurrent notebooks of one layer
+        # each write whole lines, so the log stays parseable.
+        with path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(entry, sort_keys=True) + "\n")
+    if os.environ.get(KESTRA_ENV):
+        print(kestra_line(result), flush=True)
+
+
+def kestra_line(result: Any) -> str:
+    """The ``::{...}::`` line Kestra's script tasks parse into outputs and metrics."""
+    key = result.table.replace(".", "_")
+    payload = {
+        "outputs": {key: {"rows": result.rows, "total_rows": result.total_rows, "version": result.version}},
+        "metrics": [
+            {"name": "rows_written", "type": "counter", "value": result.rows, "tags": {"table": result.table}},
+            {"name": "table_rows", "type": "counter", "value": result.total_rows, "tags": {"table": result.table}},
+        ],
+    }
+    return "::" + json.dumps(payload, sort_keys=True) + "::"
+
+
+def read_write_log(path: Path) -> list[dict[str, Any]]:
+    """The writes recorded in a write log, in order (missing file: none)."""
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
