@@ -1,0 +1,38 @@
+"""Shared fixtures: temporary copies of the demo project, so the repo's data/ is never touched."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+def copy_demo_project(dest: Path) -> Path:
+    """Copy the demo project's config, notebooks and raw data (not its lake or runs) to ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(REPO / "medallion.yaml", dest / "medallion.yaml")
+    shutil.copytree(REPO / "notebooks", dest / "notebooks",
+                    ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    shutil.copytree(REPO / "data" / "raw", dest / "data" / "raw")
+    return dest
+
+
+@pytest.fixture
+def demo_project(tmp_path: Path) -> Path:
+    """A fresh copy of the demo project with no lake yet."""
+    return copy_demo_project(tmp_path / "shop")
+
+
+def write_project(root: Path, config: str, files: dict[str, str] | None = None) -> Path:
+    """Write a small project: ``medallion.yaml`` plus any extra files (path -> text)."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "medallion.yaml").write_text(config, encoding="utf-8")
+    for rel, text in (files or {}).items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return root
