@@ -11,6 +11,7 @@ crash before the commit leaves both unchanged, and a retry reads the same files.
 from __future__ import annotations
 
 import glob
+import html
 import json
 import re
 from dataclasses import dataclass, field
@@ -39,16 +40,45 @@ class IngestResult:
 
     source: str
     table: str
+    mode: str
     new_files: tuple[str, ...]
     rows: int
     not_yet_due: tuple[str, ...] = ()
     write: WriteResult | None = None
     notes: tuple[str, ...] = field(default=())
 
+    def __repr__(self) -> str:
+        return f"<IngestResult {self}>"
+
     def __str__(self) -> str:
         if not self.new_files:
             return f"{self.table}: nothing new ({self.source})"
         return f"{self.table}: {self.rows:,} rows from {len(self.new_files)} new file(s)"
+
+
+class IngestReport(list):
+    """The results of one ingestion run, one per source; shows as a table in a notebook."""
+
+    @property
+    def rows(self) -> int:
+        return sum(r.rows for r in self)
+
+    def __str__(self) -> str:
+        return "\n".join(str(r) for r in self)
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_html_(self) -> str:
+        body = "".join(
+            f"<tr><td>{html.escape(r.table)}</td><td>{r.mode}</td><td style='text-align:right'>{len(r.new_files)}</td>"
+            f"<td style='text-align:right'>{r.rows:,}</td>"
+            f"<td style='text-align:right'>{format(r.write.total_rows, ',') if r.write else ''}</td>"
+            f"<td>{html.escape(', '.join(r.not_yet_due[:3]) + (' ...' if len(r.not_yet_due) > 3 else ''))}</td></tr>"
+            for r in self
+        )
+        return ("<table><tr><th>table</th><th>mode</th><th>new files</th><th>rows loaded</th>"
+                f"<th>rows in table</th><th>not due yet (after run_date)</th></tr>{body}</table>")
 
 
 def parse_run_date(run_date: str | date | None) -> date | None:
@@ -68,7 +98,7 @@ def parse_run_date(run_date: str | date | None) -> date | None:
 
 
 def ingest_sources(lake: Lakehouse, source: str | None = None, *, run_date: str | date | None = None,
-                   full_refresh: bool = False) -> list[IngestResult]:
+                   full_refresh: bool = False) -> IngestReport:
     """Ingest every configured source (or the one named) into bronze.
 
     Raises:
@@ -78,7 +108,7 @@ def ingest_sources(lake: Lakehouse, source: str | None = None, *, run_date: str 
         raise IngestError("the project has no layer named 'bronze' to ingest into")
     sources = [lake.project.source(source)] if source else list(lake.project.sources)
     due = parse_run_date(run_date)
-    return [_ingest(lake, src, due, full_refresh) for src in sources]
+    return IngestReport(_ingest(lake, src, due, full_refresh) for src in sources)
 
 
 def _ingest(lake: Lakehouse, source: Source, due: date | None, full_refresh: bool) -> IngestResult:
@@ -90,7 +120,7 @@ def _ingest(lake: Lakehouse, source: Source, due: date | None, full_refresh: boo
     fresh = full_refresh or source.mode == "replace" or not exists
     state = {} if fresh else _state(lake, source)
     if source.mode == "replace" and exists and not full_refresh and _state(lake, source) == pending:
-        return IngestResult(source.name, table, (), 0, not_yet)
+        return IngestResult(source.name, table, source.mode, (), 0, not_yet)
     new, changed = [], []
     for path, size in sorted(pending.items()):
         if path not in state:
@@ -106,7 +136,7 @@ def _ingest(lake: Lakehouse, source: Source, due: date | None, full_refresh: boo
         )
     to_read = new + changed
     if not to_read:
-        return IngestResult(source.name, table, (), 0, not_yet)
+        return IngestResult(source.name, table, source.mode, (), 0, not_yet)
     rel = _read(lake, source, to_read)
     if source.cursor and not fresh:
         rel = _past_cursor(lake, source, rel, table)
@@ -119,7 +149,7 @@ def _ingest(lake: Lakehouse, source: Source, due: date | None, full_refresh: boo
                             metadata={STATE_KEY: json.dumps(new_state, sort_keys=True)})
     except LakeError as exc:
         raise IngestError(f"source {source.name}: {exc.message}", hint=exc.hint) from exc
-    return IngestResult(source.name, table, tuple(to_read), result.rows, not_yet, result)
+    return IngestResult(source.name, table, source.mode, tuple(to_read), result.rows, not_yet, result)
 
 
 def _files(root: Path, source: Source) -> dict[str, int]:

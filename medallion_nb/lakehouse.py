@@ -344,13 +344,42 @@ class Lakehouse:
 
         return ingest_sources(self, source, run_date=run_date, full_refresh=full_refresh)
 
-    def check(self, data: Any, checks: Any, *, name: str | None = None) -> Any:
-        """Run quality checks on a table or relation; see :mod:`medallion_nb.quality`."""
+    def check(self, data: Any, checks: Any, *, name: str | None = None, fail: bool = True) -> Any:
+        """Run quality checks on a table or relation; see :mod:`medallion_nb.quality`.
+
+        Raises:
+            QualityError: a check failed (unless ``fail=False``) or is malformed.
+        """
         from medallion_nb.quality import run_checks
 
         label = name or (data if isinstance(data, str) else "rows")
         rel = self.table(data) if isinstance(data, str) else self.relation(data)
-        return run_checks(self, rel, checks, name=label)
+        return run_checks(self, rel, checks, name=label, fail=fail)
+
+    def split(self, data: Any, rules: Mapping[str, str]) -> Any:
+        """Divide rows into ``good`` and ``bad`` (with reasons) by named rules.
+
+        Each rule is SQL that is true for a row that must be quarantined. The
+        tagged rows are computed once into a temporary table (DuckDB spills it
+        to disk when memory is short), so writing both halves reads the input once.
+        """
+        from medallion_nb.quality import split
+
+        self._splits = getattr(self, "_splits", 0) + 1
+        temp = f"__split_{self._splits}"
+        tagged = split(self.relation(data), rules)
+        try:
+            tagged.all.create(temp)
+        except duckdb.Error as exc:
+            raise LakeError(f"split failed: {exc}") from exc
+        return tagged.over(self.con.table(temp))
+
+    def summary(self) -> Any:
+        """The writes made through this handle, as a small pandas DataFrame."""
+        import pandas as pd
+
+        return pd.DataFrame([w.to_dict() for w in self.writes],
+                            columns=["table", "mode", "rows", "inserted", "updated", "total_rows", "version"])
 
 
 def connect(

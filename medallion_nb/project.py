@@ -221,8 +221,10 @@ class _Validator:
              "schedule", "kestra", "export"),
             ("name", "layers"),
         ) if raw is not None else self._empty()
-        name = self.string(top.get("name"), "name", _PROJECT_NAME,
-                           "a lowercase name (letters, digits, _ or -, starting with a letter)") if "name" in top else None
+        name = None
+        if "name" in top:
+            name = self.string(top["name"], "name", _PROJECT_NAME,
+                               "a lowercase name (letters, digits, _ or -, starting with a letter)")
         namespace = top.get("namespace", f"medallion.{(name or 'project').replace('-', '_')}")
         namespace = self.string(namespace, "namespace", _NAMESPACE,
                                 "a Kestra namespace (lowercase letters, digits, '.', '_' or '-')")
@@ -342,7 +344,8 @@ class _Validator:
                 isinstance(k, str) and k.isidentifier() and (v is None or isinstance(v, str | int | float | bool))
                 for k, v in options.items()
             ):
-                self.problem(f"{key}.options", "expected a mapping of reader option name to a string, number or boolean")
+                self.problem(f"{key}.options",
+                             "expected a mapping of reader option name to a string, number or boolean")
                 options = {}
             if path and fmt and mode:
                 out.append(Source(sname, path, fmt, mode, keys, cursor, date_in_name, dict(options)))

@@ -64,6 +64,9 @@ class QualityReport:
     def failed(self) -> tuple[CheckResult, ...]:
         return tuple(r for r in self.results if not r.ok)
 
+    def __repr__(self) -> str:
+        return str(self)
+
     def __str__(self) -> str:
         head = f"quality of {self.name}: {len(self.results) - len(self.failed)}/{len(self.results)} checks passed"
         lines = [head + f" on {self.rows:,} rows"]
@@ -182,8 +185,28 @@ def run_checks(lake: Lakehouse, rel: duckdb.DuckDBPyRelation, checks: Mapping[st
 class Split:
     """Rows that passed the rules, and rows that did not with the reasons why."""
 
-    good: duckdb.DuckDBPyRelation
-    bad: duckdb.DuckDBPyRelation
+    all: duckdb.DuckDBPyRelation
+    columns: tuple[str, ...]
+
+    @property
+    def good(self) -> duckdb.DuckDBPyRelation:
+        """The rows that broke no rule, with the input's columns."""
+        return self.all.filter(f"{REASON_COLUMN} IS NULL").project(", ".join(_q(c) for c in self.columns))
+
+    @property
+    def bad(self) -> duckdb.DuckDBPyRelation:
+        """The rows that broke a rule, with ``_quarantine_reason``."""
+        return self.all.filter(f"{REASON_COLUMN} IS NOT NULL")
+
+    def over(self, tagged: duckdb.DuckDBPyRelation) -> Split:
+        """The same split over an already tagged (e.g. materialised) relation."""
+        return Split(tagged, self.columns)
+
+    def counts(self) -> dict[str, int]:
+        """Rows per quarantine reason, plus ``passed``."""
+        sql = f"SELECT coalesce({REASON_COLUMN}, 'passed'), count(*) FROM _t GROUP BY 1"
+        rows = self.all.query("_t", sql).fetchall()
+        return dict(sorted(rows, key=lambda r: (r[0] != "passed", r[0])))
 
 
 def split(rel: duckdb.DuckDBPyRelation, rules: Mapping[str, str]) -> Split:
@@ -197,6 +220,4 @@ def split(rel: duckdb.DuckDBPyRelation, rules: Mapping[str, str]) -> Split:
     flags = [f"CASE WHEN coalesce(({cond}), FALSE) THEN {_lit(reason)} END" for reason, cond in rules.items()]
     reason = f"concat_ws('; ', {', '.join(flags)})"
     tagged = rel.query("_rows", f"SELECT *, nullif({reason}, '') AS {REASON_COLUMN} FROM _rows")
-    good = tagged.filter(f"{REASON_COLUMN} IS NULL").project(", ".join(_q(c) for c in rel.columns))
-    bad = tagged.filter(f"{REASON_COLUMN} IS NOT NULL")
-    return Split(good, bad)
+    return Split(tagged, tuple(rel.columns))

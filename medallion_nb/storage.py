@@ -40,6 +40,9 @@ class WriteResult:
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
 
+    def __repr__(self) -> str:
+        return f"<WriteResult {self}>"
+
     def __str__(self) -> str:
         detail = f"{self.rows:,} rows" if self.mode != "merge" else (
             f"{self.inserted:,} inserted, {self.updated:,} updated")
