@@ -190,6 +190,8 @@ def _state(lake: Lakehouse, source: Source) -> dict[str, int]:
 
 
 def _option(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_option(str(k))}: {_option(v)}" for k, v in value.items()) + "}"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
@@ -204,8 +206,11 @@ def _read(lake: Lakehouse, source: Source, paths: list[str]) -> duckdb.DuckDBPyR
     absolute = [str(root / p) if not Path(p).is_absolute() else p for p in paths]
     options = dict(source.options)
     if source.format == "csv":
+        # Pin the dialect: when a file has a broken line, DuckDB's sniffer would
+        # otherwise fall back to reading each whole line as one column.
         options.setdefault("all_varchar", True)
         options.setdefault("header", True)
+        options.setdefault("delim", ",")
     opts = "".join(f", {k} = {_option(v)}" for k, v in options.items())
     file_list = ", ".join("'" + p.replace("'", "''") + "'" for p in absolute)
     prefix = str(root) + "/"

@@ -42,7 +42,7 @@ class Source:
     keys: tuple[str, ...] = ()
     cursor: str | None = None
     date_in_name: bool = False
-    options: Mapping[str, Scalar] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -341,11 +341,10 @@ class _Validator:
             date_in_name = self.boolean(spec.get("date_in_name", False), f"{key}.date_in_name")
             options = spec.get("options", {})
             if not isinstance(options, dict) or not all(
-                isinstance(k, str) and k.isidentifier() and (v is None or isinstance(v, str | int | float | bool))
-                for k, v in options.items()
+                isinstance(k, str) and k.isidentifier() and _option_value(v) for k, v in options.items()
             ):
-                self.problem(f"{key}.options",
-                             "expected a mapping of reader option name to a string, number or boolean")
+                self.problem(f"{key}.options", "expected a mapping of reader option name to a string, number, "
+                                               "boolean or a mapping of those (e.g. types: {id: VARCHAR})")
                 options = {}
             if path and fmt and mode:
                 out.append(Source(sname, path, fmt, mode, keys, cursor, date_in_name, dict(options)))
@@ -377,6 +376,12 @@ class _Validator:
     def export(self, raw: Any) -> Path | None:
         spec = self.mapping(raw, "export", ("dir",))
         return self.path(spec["dir"], "export.dir") if "dir" in spec else None
+
+
+def _option_value(value: Any) -> bool:
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _option_value(v) for k, v in value.items())
+    return value is None or isinstance(value, str | int | float | bool)
 
 
 def _guess_format(path: str | None) -> str:

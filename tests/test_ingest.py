@@ -1,0 +1,187 @@
+"""Bronze ingestion: new-file detection, cursors, merge sources, lineage, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import medallion_nb as mnb
+from medallion_nb import IngestError
+from tests.conftest import write_project
+
+NOTEBOOK = '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
+CONFIG = """
+name: t
+layers:
+  - {name: bronze, notebook: nb.ipynb}
+sources:
+  events:
+    path: raw/events/events_*.csv
+    mode: append
+    date_in_name: true
+  people:
+    path: raw/people/*.csv
+    mode: merge
+    keys: [person_id]
+    cursor: updated_at
+  prices:
+    path: raw/prices.csv
+    mode: replace
+"""
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return write_project(tmp_path / "p", CONFIG, {
+        "nb.ipynb": NOTEBOOK,
+        "raw/events/events_2026-01-01.csv": "id,kind\n1,a\n2,b\n",
+        "raw/events/events_2026-01-02.csv": "id,kind\n3,a\n",
+        "raw/people/people_1.csv": "person_id,tier,updated_at\n1,bronze,2026-01-01 00:00:00\n2,gold,2026-01-01 00:00:00\n",
+        "raw/prices.csv": "sku,price\nA,1.50\n",
+    })
+
+
+def ingest(root: Path, run_id: str = "r1", **kwargs):
+    with mnb.connect(root, run_id=run_id) as lake:
+        report = lake.ingest(**kwargs)
+        return {r.source: r for r in report}
+
+
+def query(root: Path, sql: str) -> list[tuple]:
+    with mnb.connect(root) as lake:
+        return lake.sql(sql).fetchall()
+
+
+def test_first_run_loads_everything_with_lineage(root: Path):
+    results = ingest(root)
+    assert results["events"].rows == 3
+    assert results["events"].new_files == ("raw/events/events_2026-01-01.csv", "raw/events/events_2026-01-02.csv")
+    assert query(root, "SELECT id, kind, _source_file, _run_id FROM bronze.events ORDER BY id") == [
+        ("1", "a", "raw/events/events_2026-01-01.csv", "r1"),
+        ("2", "b", "raw/events/events_2026-01-01.csv", "r1"),
+        ("3", "a", "raw/events/events_2026-01-02.csv", "r1"),
+    ]
+    assert query(root, "SELECT count(DISTINCT _ingested_at) FROM bronze.events") == [(1,)]
+
+
+def test_rerunning_ingests_nothing_twice(root: Path):
+    ingest(root)
+    again = ingest(root, run_id="r2")
+    assert all(r.rows == 0 and not r.new_files for r in again.values())
+    assert query(root, "SELECT count(*) FROM bronze.events") == [(3,)]
+
+
+def test_only_new_files_are_read(root: Path):
+    ingest(root)
+    (root / "raw/events/events_2026-01-03.csv").write_text("id,kind\n4,c\n5,c\n")
+    results = ingest(root, run_id="r2")
+    assert results["events"].new_files == ("raw/events/events_2026-01-03.csv",)
+    assert results["events"].rows == 2
+    assert query(root, "SELECT _run_id, count(*) FROM bronze.events GROUP BY 1 ORDER BY 1") == [("r1", 3), ("r2", 2)]
+
+
+def test_run_date_holds_back_files_that_have_not_landed(root: Path):
+    first = ingest(root, run_date="2026-01-01")
+    assert first["events"].new_files == ("raw/events/events_2026-01-01.csv",)
+    assert first["events"].not_yet_due == ("raw/events/events_2026-01-02.csv",)
+    second = ingest(root, run_date="2026-01-02")
+    assert second["events"].new_files == ("raw/events/events_2026-01-02.csv",)
+    assert query(root, "SELECT count(*) FROM bronze.events") == [(3,)]
+
+
+def test_bad_run_date_is_named(root: Path):
+    with pytest.raises(IngestError, match=r"run_date '2026-13-01' is not an ISO date"):
+        ingest(root, run_date="2026-13-01")
+
+
+def test_merge_source_updates_by_key_and_keeps_the_latest_cursor(root: Path):
+    ingest(root)
+    (root / "raw/people/people_2.csv").write_text(
+        "person_id,tier,updated_at\n1,silver,2026-01-05 00:00:00\n1,gold,2026-01-06 00:00:00\n"
+        "2,bronze,2025-12-01 00:00:00\n3,bronze,2026-01-05 00:00:00\n")
+    results = ingest(root, run_id="r2")
+    assert results["people"].new_files == ("raw/people/people_2.csv",)
+    # person 1 -> the latest row of the batch; person 2's row is older than the cursor and ignored.
+    assert query(root, "SELECT person_id, tier, _run_id FROM bronze.people ORDER BY person_id") == [
+        ("1", "gold", "r2"), ("2", "gold", "r1"), ("3", "bronze", "r2")]
+
+
+def test_replace_source_reloads_only_when_its_files_change(root: Path):
+    ingest(root)
+    assert ingest(root)["prices"].rows == 0
+    (root / "raw/prices.csv").write_text("sku,price\nA,1.75\nB,2.00\n")
+    assert ingest(root)["prices"].rows == 2
+    assert query(root, "SELECT * EXCLUDE (_ingested_at, _source_file, _run_id) FROM bronze.prices ORDER BY sku") == [
+        ("A", "1.75"), ("B", "2.00")]
+
+
+def test_a_changed_append_file_is_an_error_not_a_duplicate(root: Path):
+    ingest(root)
+    (root / "raw/events/events_2026-01-01.csv").write_text("id,kind\n1,a\n2,b\n9,z\n")
+    with pytest.raises(IngestError, match=r"events: 1 file\(s\) changed after they were ingested: "
+                                          r"raw/events/events_2026-01-01.csv") as info:
+        ingest(root)
+    assert "full_refresh" in str(info.value)
+    assert query(root, "SELECT count(*) FROM bronze.events") == [(3,)]
+
+
+def test_full_refresh_rebuilds_from_all_files(root: Path):
+    ingest(root)
+    (root / "raw/events/events_2026-01-01.csv").write_text("id,kind\n1,a\n")
+    results = ingest(root, full_refresh=True)
+    assert results["events"].rows == 2
+    assert query(root, "SELECT id FROM bronze.events ORDER BY id") == [("1",), ("3",)]
+
+
+def test_state_is_committed_with_the_data(root: Path):
+    """The list of ingested files lives in the Delta commit that added the rows."""
+    ingest(root)
+    with mnb.connect(root) as lake:
+        commit = next(lake.store.raw_history("bronze", "events"))
+    assert '"raw/events/events_2026-01-01.csv"' in commit["medallion.ingest_state"]
+
+
+def test_missing_files_and_unreadable_files_name_the_source(root: Path):
+    for f in (root / "raw/events").iterdir():
+        f.unlink()
+    with pytest.raises(IngestError, match=r"source events: no files match 'raw/events/events_\*.csv'"):
+        ingest(root)
+
+
+def test_key_column_missing_from_files_is_named(tmp_path: Path):
+    root = write_project(tmp_path / "q", """
+name: q
+layers: [{name: bronze, notebook: nb.ipynb}]
+sources:
+  people: {path: p.csv, mode: merge, keys: [id]}
+""", {"nb.ipynb": NOTEBOOK, "p.csv": "person,tier\n1,a\n"})
+    with pytest.raises(IngestError, match=r"source people: column 'id' .* is not in the files; columns are: person, tier"):
+        ingest(root)
+
+
+def test_malformed_csv_names_the_file_and_loads_nothing(tmp_path: Path):
+    lines = ["a,b", *(f"{i},{i}" for i in range(50))]
+    lines[26] = "25,25,oops"
+    root = write_project(tmp_path / "q", """
+name: q
+layers: [{name: bronze, notebook: nb.ipynb}]
+sources:
+  broken: {path: b.csv}
+""", {"nb.ipynb": NOTEBOOK, "b.csv": "\n".join(lines) + "\n"})
+    with pytest.raises(IngestError, match=r"source broken: cannot read csv files \(b.csv\).*b.csv"):
+        ingest(root)
+    with mnb.connect(root) as lake:
+        assert not lake.exists("bronze.broken")
+
+
+def test_reader_options_are_passed_to_duckdb(tmp_path: Path):
+    root = write_project(tmp_path / "q", """
+name: q
+layers: [{name: bronze, notebook: nb.ipynb}]
+sources:
+  typed: {path: t.csv, options: {all_varchar: false, delim: ";", types: {a: DOUBLE}}}
+""", {"nb.ipynb": NOTEBOOK, "t.csv": "a;b\n1;x\n"})
+    ingest(root)
+    with mnb.connect(root) as lake:
+        assert [str(t) for t in lake.table("bronze.typed").project("a, b").types] == ["DOUBLE", "VARCHAR"]
