@@ -86,7 +86,9 @@ class Lakehouse:
         self.store = TableStore(project.lake)
         self.layers = tuple(layer.name for layer in project.layers)
         self.writes: list[WriteResult] = []
-        config: dict[str, Any] = {"temp_directory": str(Path(tempfile.gettempdir()) / "medallion_nb_spill")}
+        # One spill folder per process: parallel notebooks must not share DuckDB's temp files.
+        spill = Path(tempfile.gettempdir()) / "medallion_nb_spill" / str(os.getpid())
+        config: dict[str, Any] = {"temp_directory": str(spill)}
         memory_limit = memory_limit or os.environ.get(MEMORY_LIMIT_ENV)
         if memory_limit:
             config["memory_limit"] = memory_limit
