@@ -376,6 +376,12 @@ class Lakehouse:
             raise LakeError(f"split failed: {exc}") from exc
         return tagged.over(self.con.table(temp))
 
+    def explore(self, table: str | None = None, **options: Any) -> Any:
+        """Open the gold explorer widget on this lake; see :mod:`medallion_nb.widgets`."""
+        from medallion_nb.widgets import GoldExplorer
+
+        return GoldExplorer(self, table, **options)
+
     def summary(self) -> Any:
         """The writes made through this handle, as a small pandas DataFrame."""
         import pandas as pd

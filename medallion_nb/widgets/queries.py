@@ -1,0 +1,389 @@
+"""Query builders for the gold explorer: filters, pages, profiles, chart data.
+
+Everything here works on lazy DuckDB relations and knows nothing about
+widgets, so it is tested on its own. Values typed into the explorer become
+DuckDB constant expressions (never SQL text); column names go through
+:func:`~medallion_nb.lakehouse.quote_ident`. The one place where a person
+types SQL, the optional ``WHERE`` expression, is checked by
+:func:`medallion_nb.widgets.readonly.check_where` before it gets here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+from duckdb import ColumnExpression, ConstantExpression, FunctionExpression
+
+from medallion_nb.errors import LakeError
+from medallion_nb.lakehouse import quote_ident
+
+OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "contains", "starts with", "in", "is null", "is not null")
+NO_VALUE_OPERATORS = ("is null", "is not null")
+AGGREGATIONS = ("sum", "avg", "min", "max", "count")
+BUCKETS = ("day", "week", "month", "quarter", "year")
+ROWS = "(rows)"  # the chart's y "column" that counts rows
+
+_INTEGER = {"tinyint", "smallint", "integer", "bigint", "hugeint",
+            "utinyint", "usmallint", "uinteger", "ubigint", "uhugeint"}
+_FLOAT = {"float", "double"}
+_NUMERIC = _INTEGER | _FLOAT | {"decimal"}
+_DATE = {"date"}
+_TIMESTAMP = {"timestamp", "timestamp_s", "timestamp_ms", "timestamp_ns", "timestamp with time zone"}
+_TEMPORAL = _DATE | _TIMESTAMP
+_ORDERED = _NUMERIC | _TEMPORAL | {"varchar", "boolean", "time", "uuid", "interval"}
+
+
+class FilterError(LakeError):
+    """A filter was refused or cannot be applied; the message says which part and why."""
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One filter condition picked from controls: ``column op value``."""
+
+    column: str
+    op: str
+    value: str = ""
+
+
+@dataclass(frozen=True)
+class ColumnProfile:
+    """Summary statistics of one column."""
+
+    column: str
+    type: str
+    count: int
+    nulls: int
+    distinct: int | None
+    minimum: Any
+    maximum: Any
+    mean: float | None
+
+
+@dataclass(frozen=True)
+class ChartData:
+    """The points of a chart: one label and one value per group."""
+
+    labels: list[Any]
+    values: list[float | None]
+    truncated: bool
+    title: str
+
+
+# -- types ----------------------------------------------------------------
+def column_types(rel: duckdb.DuckDBPyRelation) -> dict[str, str]:
+    """Column name -> DuckDB type id (``integer``, ``varchar``, ``decimal``, ...)."""
+    return {name: str(dtype.id) for name, dtype in zip(rel.columns, rel.types, strict=True)}
+
+
+def is_numeric(type_id: str) -> bool:
+    """Whether a column of this type can be summed and averaged."""
+    return type_id in _NUMERIC
+
+
+def is_temporal(type_id: str) -> bool:
+    """Whether a column of this type is a date or timestamp (and can be bucketed by month etc.)."""
+    return type_id in _TEMPORAL
+
+
+def _column(types: Mapping[str, str], name: str, what: str) -> ColumnExpression:
+    if name not in types:
+        raise FilterError(f"{what}: {name!r} is not a column (columns: {', '.join(types)})")
+    return ColumnExpression(name)
+
+
+# -- filters ----------------------------------------------------------------
+_EXPECTED = {"decimal": "a number", "date": "an ISO date (2026-01-31)"}
+_EXPECTED.update(dict.fromkeys(_INTEGER, "a whole number"))
+_EXPECTED.update(dict.fromkeys(_FLOAT, "a number"))
+_EXPECTED.update(dict.fromkeys(_TIMESTAMP, "an ISO timestamp (2026-01-31 12:00:00)"))
+_TEXT_LIKE = {"varchar"}
+
+
+def _typed_value(text: str, type_id: str, column: str) -> Any:
+    """Turn the text typed into the value box into a Python value of the column's type."""
+    raw = text.strip()
+    try:
+        if type_id in _INTEGER:
+            return int(raw)
+        if type_id in _FLOAT:
+            return float(raw)
+        if type_id == "decimal":
+            return decimal.Decimal(raw)
+        if type_id in _DATE:
+            return dt.date.fromisoformat(raw)
+        if type_id in _TIMESTAMP:
+            return dt.datetime.fromisoformat(raw)
+    except (ValueError, decimal.InvalidOperation) as exc:
+        raise FilterError(f"filter on {column}: {text!r} is not {_EXPECTED[type_id]}") from exc
+    if type_id == "boolean":
+        if raw.lower() in ("true", "t", "yes", "y", "1"):
+            return True
+        if raw.lower() in ("false", "f", "no", "n", "0"):
+            return False
+        raise FilterError(f"filter on {column}: {text!r} is not true or false")
+    return raw
+
+
+def _typed(type_id: str) -> bool:
+    """Whether values of this type are converted from text (else the column is compared as text)."""
+    return type_id in _EXPECTED or type_id in _TEXT_LIKE or type_id == "boolean"
+
+
+def condition_expression(cond: Condition, types: Mapping[str, str]) -> duckdb.Expression:
+    """The DuckDB expression of one condition; the value becomes a typed constant.
+
+    Raises:
+        FilterError: unknown column or operator, or a value that does not fit the column's type.
+    """
+    col = _column(types, cond.column, "filter")
+    type_id = types[cond.column]
+    op = cond.op
+    if op not in OPERATORS:
+        raise FilterError(f"filter on {cond.column}: operator {op!r} is not one of {', '.join(OPERATORS)}")
+    if op == "is null":
+        return col.isnull()
+    if op == "is not null":
+        return col.isnotnull()
+    if op in ("contains", "starts with"):
+        text = FunctionExpression("lower", col.cast(duckdb.sqltype("VARCHAR")))
+        func = "contains" if op == "contains" else "starts_with"
+        return FunctionExpression(func, text, ConstantExpression(cond.value.strip().lower()))
+    if not _typed(type_id):
+        # Lists, structs, blobs, intervals...: compare their text form with the text typed.
+        col, type_id = col.cast(duckdb.sqltype("VARCHAR")), "varchar"
+    if not cond.value.strip() and type_id not in _TEXT_LIKE:
+        raise FilterError(f"filter on {cond.column}: type a value for {op!r}")
+    if op == "in":
+        items = [part for part in cond.value.split(",") if part.strip()]
+        if not items:
+            raise FilterError(f"filter on {cond.column}: 'in' needs values separated by commas")
+        return col.isin(*(ConstantExpression(_typed_value(item, type_id, cond.column)) for item in items))
+    value = ConstantExpression(_typed_value(cond.value, type_id, cond.column))
+    return {
+        "=": col == value, "!=": col != value, "<": col < value,
+        "<=": col <= value, ">": col > value, ">=": col >= value,
+    }[op]
+
+
+def filter_relation(
+    rel: duckdb.DuckDBPyRelation,
+    conditions: Sequence[Condition] = (),
+    where: str = "",
+) -> duckdb.DuckDBPyRelation:
+    """``rel`` restricted to rows matching every condition and the (checked) ``where`` expression.
+
+    ``where`` must come from :func:`~medallion_nb.widgets.readonly.check_where`.
+
+    Raises:
+        FilterError: a condition names an unknown column or has a bad value.
+    """
+    types = column_types(rel)
+    for cond in conditions:
+        rel = rel.filter(condition_expression(cond, types))
+    if where:
+        try:
+            rel = rel.filter(where)
+        except duckdb.Error as exc:
+            raise FilterError(f"filter {where}: {_first_line(exc)}") from exc
+    return rel
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0]
+
+
+def describe_filter(conditions: Sequence[Condition], where: str = "") -> str:
+    """A readable one-line summary of a filter, for labels and file names."""
+    parts = [f"{c.column} {c.op}" + ("" if c.op in NO_VALUE_OPERATORS else f" {c.value.strip()!r}")
+             for c in conditions]
+    if where.strip():
+        parts.append(where.strip())
+    return " AND ".join(parts)
+
+
+# -- pages ----------------------------------------------------------------
+def page_relation(
+    rel: duckdb.DuckDBPyRelation,
+    *,
+    order_by: str | None = None,
+    descending: bool = False,
+    limit: int | None = 20,
+    offset: int = 0,
+) -> duckdb.DuckDBPyRelation:
+    """One page of ``rel`` (``LIMIT``/``OFFSET``), optionally sorted by a column (nulls last).
+
+    ``limit=None`` keeps every row (used for downloads).
+
+    Raises:
+        FilterError: ``order_by`` is not a column.
+    """
+    if order_by:
+        col = _column(column_types(rel), order_by, "sort")
+        rel = rel.sort((col.desc() if descending else col.asc()).nulls_last())
+    if limit is not None:
+        rel = rel.limit(int(limit), offset=max(int(offset), 0))
+    return rel
+
+
+def count_rows(rel: duckdb.DuckDBPyRelation) -> int:
+    """Number of rows of ``rel`` (one aggregate query)."""
+    return int(rel.aggregate("count(*)").fetchall()[0][0])
+
+
+# -- profile ----------------------------------------------------------------
+def profile_columns(rel: duckdb.DuckDBPyRelation, *, exact_distinct: bool = True) -> list[ColumnProfile]:
+    """Count, nulls, distinct values, min, max and mean of every column, in one aggregate query.
+
+    ``exact_distinct=False`` uses ``approx_count_distinct`` (HyperLogLog), much cheaper on large tables.
+    """
+    types = column_types(rel)
+    distinct = "count(DISTINCT {c})" if exact_distinct else "approx_count_distinct({c})"
+    exprs, layout = ["count(*)"], []
+    for name, type_id in types.items():
+        c = quote_ident(name)
+        scalar = type_id in _ORDERED
+        fields = {"count": f"count({c})"}
+        if scalar:
+            fields["distinct"] = distinct.format(c=c)
+            fields["min"] = f"min({c})"
+            fields["max"] = f"max({c})"
+        if is_numeric(type_id):
+            fields["mean"] = f"avg({c})::DOUBLE"
+        layout.append((name, type_id, list(fields)))
+        exprs.extend(fields.values())
+    row = rel.aggregate(", ".join(exprs)).fetchall()[0]
+    total, values = int(row[0]), iter(row[1:])
+    out = []
+    for name, type_id, fields in layout:
+        got = {field: next(values) for field in fields}
+        count = int(got["count"])
+        out.append(ColumnProfile(
+            column=name, type=type_id, count=count, nulls=total - count,
+            distinct=int(got["distinct"]) if "distinct" in got else None,
+            minimum=got.get("min"), maximum=got.get("max"), mean=got.get("mean"),
+        ))
+    return out
+
+
+def top_values_relation(rel: duckdb.DuckDBPyRelation, column: str, n: int = 10) -> duckdb.DuckDBPyRelation:
+    """The ``n`` most frequent values of a column with their row counts (``value, rows``).
+
+    Raises:
+        FilterError: ``column`` is not a column.
+    """
+    _column(column_types(rel), column, "top values")
+    col = quote_ident(column)
+    return (rel.aggregate(f"{col} AS value, count(*) AS rows", col)
+               .order("rows DESC, value ASC NULLS LAST")
+               .limit(int(n)))
+
+
+# -- chart ----------------------------------------------------------------
+def chart_relation(
+    rel: duckdb.DuckDBPyRelation,
+    *,
+    x: str,
+    y: str = ROWS,
+    agg: str = "sum",
+    bucket: str = "",
+    max_points: int = 50,
+) -> duckdb.DuckDBPyRelation:
+    """Chart data: ``agg(y)`` grouped by ``x`` (or by its day/week/month/... bucket), as ``(x, value)``.
+
+    Groups are ordered by ``x`` when ``x`` is numeric or temporal, else by value,
+    largest first. At most ``max_points + 1`` rows come back, so the caller can tell
+    that there were more.
+
+    Raises:
+        FilterError: unknown column, aggregation or bucket, or a non-numeric ``y`` with an aggregation other
+            than ``count``.
+    """
+    types = column_types(rel)
+    _column(types, x, "chart x")
+    if agg not in AGGREGATIONS:
+        raise FilterError(f"chart: aggregation {agg!r} is not one of {', '.join(AGGREGATIONS)}")
+    x_sql = quote_ident(x)
+    if bucket:
+        if bucket not in BUCKETS:
+            raise FilterError(f"chart: bucket {bucket!r} is not one of {', '.join(BUCKETS)}")
+        if not is_temporal(types[x]):
+            raise FilterError(f"chart: {x} is {types[x]}, not a date or timestamp; it cannot be grouped by {bucket}")
+        x_sql = f"CAST(date_trunc('{bucket}', {x_sql}) AS DATE)"
+    if y == ROWS:
+        value = "count(*)"
+    else:
+        _column(types, y, "chart y")
+        if agg != "count" and not is_numeric(types[y]):
+            raise FilterError(f"chart: cannot {agg} {y} ({types[y]}); pick a numeric column, or count")
+        value = f"{agg}({quote_ident(y)})"
+    ordered = bool(bucket) or is_numeric(types[x]) or is_temporal(types[x])
+    order = "x ASC NULLS LAST" if ordered else "value DESC NULLS LAST, x ASC NULLS LAST"
+    grouped = rel.aggregate(f"{x_sql} AS x, {value}::DOUBLE AS value", x_sql)
+    return grouped.order(order).limit(int(max_points) + 1)
+
+
+def chart_data(
+    rel: duckdb.DuckDBPyRelation,
+    *,
+    x: str,
+    y: str = ROWS,
+    agg: str = "sum",
+    bucket: str = "",
+    max_points: int = 50,
+) -> ChartData:
+    """Run :func:`chart_relation` and return its points and a title such as ``sum(revenue) by month``.
+
+    Raises:
+        FilterError: see :func:`chart_relation`.
+    """
+    rows = chart_relation(rel, x=x, y=y, agg=agg, bucket=bucket, max_points=max_points).fetchall()
+    truncated = len(rows) > max_points
+    rows = rows[:max_points]
+    what = "rows" if y == ROWS else f"{agg}({y})"
+    by = f"{x} ({bucket})" if bucket else x
+    return ChartData(labels=[r[0] for r in rows], values=[r[1] for r in rows], truncated=truncated,
+                     title=f"{what} by {by}")
+
+
+# -- versions ---------------------------------------------------------------
+@dataclass(frozen=True)
+class VersionDiff:
+    """How an earlier version of a (filtered) table differs from the current one."""
+
+    rows_now: int
+    rows_then: int
+    added: list[str]
+    removed: list[str]
+    retyped: list[str]
+    only_now: int | None  # distinct rows only in the current version (None when the columns differ)
+    only_then: int | None
+
+    def summary(self, version: int) -> str:
+        """One line for people, e.g. ``rows: 150 in version 0, 200 now · 50 distinct rows only now, ...``."""
+        facts = [f"rows: {self.rows_then:,} in version {version}, {self.rows_now:,} now"]
+        if self.only_now is not None:
+            facts.append(f"{self.only_now:,} distinct rows only now, {self.only_then:,} only in version {version}")
+        for label, cols in (("added", self.added), ("removed", self.removed), ("with a new type", self.retyped)):
+            if cols:
+                facts.append(f"columns {label}: {', '.join(cols)}")
+        return " · ".join(facts)
+
+
+def compare_relations(now: duckdb.DuckDBPyRelation, then: duckdb.DuckDBPyRelation) -> VersionDiff:
+    """Row counts and column changes between two versions; when the columns match, the rows in only one."""
+    now_types, then_types = column_types(now), column_types(then)
+    added = [c for c in now_types if c not in then_types]
+    removed = [c for c in then_types if c not in now_types]
+    retyped = [c for c in now_types if c in then_types and then_types[c] != now_types[c]]
+    same = not (added or removed or retyped) and list(now_types) == list(then_types)
+    return VersionDiff(
+        rows_now=count_rows(now), rows_then=count_rows(then), added=added, removed=removed, retyped=retyped,
+        only_now=count_rows(now.except_(then)) if same else None,
+        only_then=count_rows(then.except_(now)) if same else None,
+    )

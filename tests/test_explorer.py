@@ -1,0 +1,260 @@
+"""GoldExplorer without a browser: set control values, assert on what the app computes and shows."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import shutil
+from pathlib import Path
+
+import pytest
+
+import medallion_nb as mnb
+from medallion_nb import LakeError
+from medallion_nb.widgets import GoldExplorer
+from tests.conftest import write_project
+from tests.test_widget_queries import CONFIG, make_small_lake
+
+
+@pytest.fixture
+def lake(tmp_path: Path):
+    with mnb.connect(make_small_lake(tmp_path / "small")) as handle:
+        yield handle
+
+
+@pytest.fixture
+def app(lake, tmp_path):
+    return GoldExplorer(lake, download_dir=tmp_path / "downloads")
+
+
+def test_opens_the_first_gold_table_with_its_facts(app):
+    assert app.table.options == ("gold.sales",)
+    assert app.name == "gold.sales"
+    assert app.layer.value == "gold"
+    assert (app.total_rows, app.filtered_rows) == (200, 200)
+    assert "200 rows" in app.summary.value
+    assert "version 1" in app.summary.value
+    assert "by run <code>r2</code>" in app.summary.value
+    assert len(app.page_rows) == 20
+    assert "rows 1&ndash;20 of 200" in app.page_label.value
+    bundle = app._repr_mimebundle_()
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == app.root.model_id
+
+
+def test_pages_and_sorting(app):
+    app.page_size.value = 50
+    app.sort_column.value = "revenue"
+    app.sort_desc.value = True
+    first = app.page_rows
+    assert len(first) == 50
+    assert [r[4] for r in first] == sorted((r[4] for r in first), reverse=True)
+    top = app.lake.sql("SELECT max(revenue) FROM gold.sales").fetchall()[0][0]
+    assert first[0][4] == top
+    app.next_button.click()
+    app.next_button.click()
+    app.next_button.click()
+    assert app.page == 3
+    assert len(app.page_rows) == 50
+    assert app.next_button.disabled
+    assert "rows 151&ndash;200 of 200" in app.page_label.value
+    app.next_button.click()  # past the end: stays on the last page
+    assert app.page == 3
+    app.prev_button.click()
+    assert app.page == 2
+    assert app.page_rows[0][4] <= first[-1][4]
+
+
+def test_filter_from_controls(app):
+    app.filter_column.value = "country"
+    assert app.filtered_rows == 200  # no value typed yet: nothing filtered, no error
+    assert app.error is None
+    app.filter_value.value = "DE"
+    assert app.filtered_rows == 50
+    assert {r[1] for r in app.page_rows} == {"DE"}
+    assert "50 of 200 rows match country = &#x27;DE&#x27;" in app.status.value
+    app.filter_op.value = "!="
+    assert app.filtered_rows == 150
+    assert "DE" not in {r[1] for r in app.page_rows}
+    app.filter_column.value = "note"
+    app.filter_op.value = "is null"
+    assert app.filtered_rows == 20
+    app.clear_button.click()
+    assert app.filtered_rows == 200
+    assert app.status.value == ""
+
+
+def test_where_expression_combines_with_the_condition(app):
+    app.filter_column.value = "country"
+    app.filter_value.value = "DE"
+    app.where_text.value = "units >= 4 AND customer IN (SELECT customer FROM silver.customers WHERE tier = 'gold')"
+    expected = app.lake.sql("SELECT count(*) FROM gold.sales WHERE country = 'DE' AND units >= 4 AND customer IN "
+                            "('C000', 'C001', 'C002', 'C003', 'C004')").fetchall()[0][0]
+    assert app.filtered_rows == expected > 0
+    assert all(r[1] == "DE" and r[3] >= 4 for r in app.page_rows)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("1=1; DROP TABLE gold.sales", "';' is not allowed"),
+    ("EXISTS (FROM read_csv('/etc/passwd'))", r"read_csv(...) is not allowed"),
+    ("ATTACH 'x.db'", "ATTACH is not allowed"),
+    ("units > 'many'", "filter failed: Conversion Error"),
+])
+def test_refused_where_keeps_the_previous_filter_and_says_why(app, text, message):
+    app.where_text.value = "units = 5"
+    assert app.filtered_rows == 40
+    app.where_text.value = text
+    assert message in app.error
+    assert message.replace("'", "&#x27;") in app.status.value
+    assert "The previous filter is still applied" in app.status.value
+    assert app.filtered_rows == 40
+    assert {r[3] for r in app.page_rows} == {5}
+    assert app.lake.count("gold.sales") == 200
+    app.where_text.value = "units = 4"
+    assert app.error is None
+    assert app.filtered_rows == 40
+
+
+def test_bad_value_for_the_column_type_is_explained(app):
+    app.filter_column.value = "units"
+    app.filter_value.value = "lots"
+    assert app.error == "filter on units: 'lots' is not a whole number"
+    assert app.filtered_rows == 200
+
+
+def test_profile_follows_the_filter(app):
+    app.filter_column.value = "country"
+    app.filter_value.value = "FR"
+    app.show("Profile")
+    profile = {p.column: p for p in app.profile}
+    assert profile["country"].distinct == 1
+    assert profile["country"].count == 50
+    assert profile["note"].nulls == 0  # nulls are the rows i % 10 == 0, all in DE and IT
+    assert "profile of 50 rows" in app.profile_html.value
+    assert app.top_column.value == "country"
+    assert app.top_values == [("FR", 50)]
+    app.top_column.value = "units"
+    assert sum(n for _, n in app.top_values) == 50
+    assert "units" in app.top_html.value
+
+
+def test_chart_updates_with_controls_and_filter(app, lake):
+    app.show("Chart")
+    assert app.chart_x.value == "order_date"
+    assert app.chart_y.value == "revenue"
+    assert app.chart_kind.value == "line"
+    assert len(app.chart.labels) == 60  # one point per day; a line chart keeps up to 500
+    assert not app.chart.truncated
+    app.chart_bucket.value = "month"
+    assert app.chart.title == "sum(revenue) by order_date (month)"
+    assert len(app.chart.labels) == 3
+    app.chart_x.value = "country"
+    app.chart_kind.value = "bar"
+    app.chart_y.value = "(rows)"
+    assert app.chart.values == [50.0] * 4
+    assert app.chart_html.value.count('class="mnb-bar"') == 4
+    app.filter_column.value = "country"
+    app.filter_op.value = "in"
+    app.filter_value.value = "SE, IT"
+    assert app.chart.labels == ["IT", "SE"]  # recomputed because the Chart tab is showing
+    assert app.chart_y.options == ("(rows)", "units", "revenue", "margin")  # only numeric columns to aggregate
+
+
+def test_history_and_side_by_side_versions(app):
+    app.filter_column.value = "units"
+    app.filter_value.value = "1"
+    app.show("History")
+    assert [(h["version"], h["run_id"], h["rows"]) for h in app.versions.history] == [(1, "r2", 200), (0, "r1", 150)]
+    assert "r1" in app.versions.history_html.value
+    assert [v for _, v in app.versions.version.options] == [None, 0]
+    app.versions.version.value = 0
+    diff = app.versions.diff
+    assert (diff.rows_now, diff.rows_then, diff.only_now, diff.only_then) == (40, 30, 10, 0)
+    html = app.versions.compare_html.value
+    assert "version 0: 30 rows" in html
+    assert "current (version 1)" in html
+    assert "rows: 30 in version 0, 40 now" in html
+    app.filter_value.value = "2"  # the comparison follows the filter
+    assert app.versions.diff.rows_now == 40
+    assert app.versions.diff.rows_then == 30
+    assert app.versions.version.value == 0
+
+
+def test_download_writes_the_filtered_sorted_rows(app, tmp_path):
+    app.filter_column.value = "country"
+    app.filter_value.value = "IT"
+    app.sort_column.value = "revenue"
+    app.show("Download")
+    app.download_button.click()
+    path = app.download_path
+    assert path.parent == tmp_path / "downloads"
+    assert path.name.startswith("gold.sales-filtered-")
+    rows = list(csv.DictReader(path.open()))
+    assert len(rows) == 50
+    assert {r["country"] for r in rows} == {"IT"}
+    revenues = [float(r["revenue"]) for r in rows]
+    assert revenues == sorted(revenues)
+    payload = app.download_html.value.split("base64,")[1].split('"')[0]
+    assert base64.b64decode(payload) == path.read_bytes()
+    assert 'download="gold.sales-filtered.csv"' in app.download_html.value
+    assert path.read_text().splitlines()[0].startswith("order_date,country,")
+    app.filter_value.value = "SE"  # a new filter invalidates the old file's link
+    assert app.download_html.value == ""
+
+
+def test_any_layer_on_request(lake, tmp_path):
+    app = GoldExplorer(lake, "silver.customers")
+    assert app.layer.value == "silver"
+    assert app.name == "silver.customers"
+    assert app.total_rows == 25
+    app.layer.value = ""
+    assert app.table.options == ("silver.customers", "gold.sales")
+    assert app.name == "silver.customers"
+    app.table.value = "gold.sales"
+    assert app.total_rows == 200
+    assert app.filter_column.options[1:] == tuple((c, c) for c in app.types)
+
+
+def test_unknown_table_is_refused(lake):
+    with pytest.raises(LakeError, match=r"table gold.nope does not exist \(tables: silver.customers, gold.sales\)"):
+        GoldExplorer(lake, "gold.nope")
+    with pytest.raises(LakeError, match="'platinum' is not a layer of this project"):
+        GoldExplorer(lake, "platinum.x")
+
+
+def test_empty_lake_says_what_to_do_and_refresh_finds_new_tables(tmp_path):
+    root = write_project(tmp_path / "empty", CONFIG, {"nb.ipynb": "{}"})
+    with mnb.connect(root) as lake:
+        app = GoldExplorer(lake)
+        assert app.name is None
+        assert "No tables in gold yet" in app.summary.value
+        with mnb.connect(root, run_id="later") as writer:
+            writer.write("gold.kpis", "SELECT 1 AS one")
+        app.refresh_button.click()
+        assert app.name == "gold.kpis"
+        assert app.page_rows == [(1,)]
+        assert "by run <code>later</code>" in app.summary.value
+
+
+def test_a_table_deleted_meanwhile_is_reported_in_the_app(lake):
+    lake.write("gold.extra", "SELECT 1 AS x")
+    app = GoldExplorer(lake, "gold.sales")
+    shutil.rmtree(lake.project.lake / "gold" / "extra")
+    app.table.value = "gold.extra"
+    assert "table gold.extra does not exist" in app.summary.value
+    assert app.relation is None
+    app.table.value = "gold.sales"  # the app keeps working
+    assert app.filtered_rows == 200
+
+
+def test_lake_explore_opens_the_explorer_on_a_table(tmp_path):
+    from tests.conftest import write_project
+
+    import medallion_nb as mnb
+    from medallion_nb.widgets import GoldExplorer
+
+    root = write_project(tmp_path / "p", "name: p\nlayers: [{name: gold, notebook: nb.ipynb}]\n", {"nb.ipynb": "{}"})
+    with mnb.connect(root) as lake:
+        lake.write("gold.t", "SELECT range AS id FROM range(3)")
+        app = lake.explore("gold.t")
+        assert isinstance(app, GoldExplorer)
+        assert app.lake is lake

@@ -1,0 +1,353 @@
+"""The explorer's pure parts: query builders, the read-only WHERE check and the HTML/SVG rendering."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import os
+from pathlib import Path
+
+import pytest
+
+import medallion_nb as mnb
+from medallion_nb.widgets import queries as q
+from medallion_nb.widgets import render
+from medallion_nb.widgets.readonly import check_where, known_functions
+from tests.conftest import write_project
+
+CONFIG = """
+name: small
+lake: lake
+layers:
+  - {name: bronze, notebook: nb.ipynb}
+  - {name: silver, notebook: nb.ipynb}
+  - {name: gold, notebook: nb.ipynb}
+"""
+# 200 rows: 60 days, 4 countries (50 rows each), 25 customers, every 10th note is null.
+SALES = """
+SELECT DATE '2026-01-01' + (i % 60)::INT                        AS order_date,
+       ['DE', 'FR', 'IT', 'SE'][1 + i % 4]                       AS country,
+       'C' || lpad((i % 25)::VARCHAR, 3, '0')                    AS customer,
+       (1 + i % 5)::INTEGER                                      AS units,
+       round(10 + (i * 7.31) % 90, 2)::DECIMAL(12,2)             AS revenue,
+       ((i * 3.7) % 40 - 5)::DOUBLE                              AS margin,
+       CASE WHEN i % 10 = 0 THEN NULL ELSE 'note ' || i END      AS note
+FROM range(200) t(i)
+"""
+CUSTOMERS = """
+SELECT 'C' || lpad(i::VARCHAR, 3, '0') AS customer, CASE WHEN i < 5 THEN 'gold' ELSE 'basic' END AS tier
+FROM range(25) t(i)
+"""
+
+
+def make_small_lake(root: Path) -> Path:
+    """A project with gold.sales in two versions (150 rows by run r1, then 200 by r2) and silver.customers."""
+    write_project(root, CONFIG, {"nb.ipynb": "{}"})
+    with mnb.connect(root, run_id="r1", notebook="gold") as lake:
+        lake.write("gold.sales", SALES + " WHERE i < 150")
+    with mnb.connect(root, run_id="r2", notebook="gold") as lake:
+        lake.write("gold.sales", SALES)
+        lake.write("silver.customers", CUSTOMERS)
+    return root
+
+
+@pytest.fixture
+def lake(tmp_path: Path):
+    with mnb.connect(make_small_lake(tmp_path / "small")) as handle:
+        yield handle
+
+
+@pytest.fixture
+def sales(lake):
+    return lake.table("gold.sales")
+
+
+def where(lake, text: str) -> str:
+    return check_where(text, tables=lake.tables(), functions=known_functions(lake.con))
+
+
+# -- conditions from controls --------------------------------------------------------------
+@pytest.mark.parametrize(("cond", "sql"), [
+    (q.Condition("country", "=", "DE"), "country = 'DE'"),
+    (q.Condition("country", "!=", "DE"), "country <> 'DE'"),
+    (q.Condition("country", "in", "DE, FR"), "country IN ('DE', 'FR')"),
+    (q.Condition("units", ">=", "4"), "units >= 4"),
+    (q.Condition("units", "<", "2"), "units < 2"),
+    (q.Condition("revenue", ">", "50.5"), "revenue > 50.5"),
+    (q.Condition("margin", "<=", "0"), "margin <= 0"),
+    (q.Condition("order_date", ">=", "2026-02-20"), "order_date >= DATE '2026-02-20'"),
+    (q.Condition("note", "is null"), "note IS NULL"),
+    (q.Condition("note", "is not null"), "note IS NOT NULL"),
+    (q.Condition("note", "contains", "NOTE 1"), "lower(note) LIKE '%note 1%'"),
+    (q.Condition("customer", "starts with", "c00"), "customer LIKE 'C00%'"),
+])
+def test_conditions_filter_like_sql(lake, sales, cond, sql):
+    got = q.count_rows(q.filter_relation(sales, [cond]))
+    assert got == lake.sql(f"SELECT count(*) FROM gold.sales WHERE {sql}").fetchall()[0][0]
+    assert 0 < got < 200
+
+
+def test_values_are_constants_not_sql(sales):
+    rel = q.filter_relation(sales, [q.Condition("country", "=", "DE' OR '1'='1")])
+    assert q.count_rows(rel) == 0
+    rel = q.filter_relation(sales, [q.Condition("country", "in", "DE,x'); DROP TABLE gold.sales; --")])
+    assert q.count_rows(rel) == 50
+
+
+def test_conditions_combine_with_and(sales):
+    rel = q.filter_relation(sales, [q.Condition("country", "=", "DE"), q.Condition("units", "=", "1")])
+    assert rel.aggregate("min(country), max(country), min(units), max(units)").fetchall() == [("DE", "DE", 1, 1)]
+
+
+@pytest.mark.parametrize(("cond", "message"), [
+    (q.Condition("nope", "=", "1"), r"filter: 'nope' is not a column \(columns: order_date, country"),
+    (q.Condition("units", "=", "many"), r"filter on units: 'many' is not a whole number"),
+    (q.Condition("revenue", ">", "1,5"), r"filter on revenue: '1,5' is not a number"),
+    (q.Condition("order_date", "=", "31/01/2026"), r"filter on order_date: '31/01/2026' is not an ISO date"),
+    (q.Condition("units", "like", "1"), r"operator 'like' is not one of =, !=, <"),
+    (q.Condition("units", "=", " "), r"filter on units: type a value for '='"),
+    (q.Condition("units", "in", " , "), r"'in' needs values separated by commas"),
+])
+def test_bad_conditions_say_what_is_wrong(sales, cond, message):
+    with pytest.raises(q.FilterError, match=message):
+        q.filter_relation(sales, [cond])
+
+
+def test_typed_values_cover_booleans_and_timestamps(lake):
+    rel = lake.sql("SELECT i, i % 2 = 0 AS even, TIMESTAMP '2026-01-01 00:00:00' + INTERVAL (i) HOUR AS ts "
+                   "FROM range(10) t(i)")
+    assert q.count_rows(q.filter_relation(rel, [q.Condition("even", "=", "yes")])) == 5
+    assert q.count_rows(q.filter_relation(rel, [q.Condition("ts", ">", "2026-01-01 07:30")])) == 2
+    with pytest.raises(q.FilterError, match="'maybe' is not true or false"):
+        q.filter_relation(rel, [q.Condition("even", "=", "maybe")])
+
+
+def test_describe_filter():
+    text = q.describe_filter([q.Condition("country", "=", "DE"), q.Condition("note", "is null")], "units > 2")
+    assert text == "country = 'DE' AND note is null AND units > 2"
+
+
+# -- the WHERE expression ------------------------------------------------------------------
+def test_where_expressions_that_only_read_are_accepted(lake, sales):
+    checked = where(lake, "revenue > 50 AND country IN ('DE', 'FR') AND lower(note) LIKE '%1%'")
+    assert checked.startswith("(")
+    assert checked.endswith(")")
+    expected = lake.sql("SELECT count(*) FROM gold.sales WHERE revenue > 50 AND country IN ('DE', 'FR') "
+                        "AND lower(note) LIKE '%1%'").fetchall()[0][0]
+    assert q.count_rows(q.filter_relation(sales, (), checked)) == expected > 0
+    # a subquery over another lake table is still only reading
+    checked = where(lake, "customer IN (SELECT customer FROM silver.customers WHERE tier = 'gold')")
+    assert q.count_rows(q.filter_relation(sales, (), checked)) == 40
+    assert where(lake, "   ") == ""
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("1=1; DROP TABLE gold.sales", r"';' is not allowed"),
+    ("units > 1; SELECT 1", r"';' is not allowed"),
+    ("1=1) ; ATTACH 'x.db' AS x; SELECT (1", r"';' is not allowed"),
+    ("units IN (COPY gold.sales TO 'out.csv')", r"COPY is not allowed; a filter can only read rows"),
+    ("ATTACH 'other.db'", r"ATTACH is not allowed"),
+    ("units > 1 AND (INSERT INTO gold.sales VALUES (1))", r"INSERT is not allowed"),
+    ("units = 1 OR (DELETE FROM gold.sales) IS NULL", r"DELETE is not allowed"),
+    ("(UPDATE gold.sales SET units = 0) IS NULL", r"UPDATE is not allowed"),
+    ("(CREATE TABLE x AS SELECT 1) IS NULL", r"CREATE is not allowed"),
+    ("1=1 OR (DROP TABLE gold.sales) IS NULL", r"DROP is not allowed"),
+    ("PRAGMA version", r"PRAGMA is not allowed"),
+    ("SET threads = 1", r"SET is not allowed"),
+    ("INSTALL httpfs", r"INSTALL is not allowed"),
+    ("LOAD httpfs", r"LOAD is not allowed"),
+    ("CALL pragma_version()", r"CALL is not allowed"),
+    ("EXPORT DATABASE 'dir'", r"EXPORT is not allowed"),
+    ("country IN (SELECT column0 FROM read_csv('/etc/passwd'))", r"read_csv\(\.\.\.\) is not allowed"),
+    ("EXISTS (SELECT * FROM read_parquet('x.parquet'))", r"read_parquet\(\.\.\.\) is not allowed"),
+    ("EXISTS (FROM read_text('/etc/hostname'))", r"read_text\(\.\.\.\) is not allowed"),
+    ("EXISTS (FROM glob('/*'))", r"glob\(\.\.\.\) is not allowed"),
+    ("EXISTS (FROM query('SELECT 1'))", r"query\(\.\.\.\) is not allowed"),
+    ("EXISTS (FROM duckdb_settings())", r"duckdb_settings\(\.\.\.\) is not allowed"),
+    ("country IN (SELECT * FROM '/etc/passwd')", r"'/etc/passwd' is not a lake table"),
+    ("country IN (SELECT country FROM sales)", r"'sales' is not a lake table; a subquery may read "
+                                               r"gold\.sales, silver\.customers only"),
+    ("EXISTS (SELECT * FROM information_schema.tables)", r"'information_schema.tables' is not a lake table"),
+    ("EXISTS (SELECT * FROM other.main.t)", r"is not a lake table"),
+    ("current_setting('threads') = '1'", r"function current_setting\(\) is not allowed"),
+    ("getvariable('x') IS NULL", r"function getvariable\(\) is not allowed"),
+    ("nextval('seq') > 0", r"function nextval\(\) is not allowed"),
+    ("st_area(st_point(1, 2)) > 0", r"unknown function st_\w+\(\); only functions already loaded"),
+    ("units > 1) ORDER BY (units", r"must be a single condition"),
+    ("units > 1) UNION ALL SELECT * FROM gold.sales WHERE (1 = 1", r"must be a single condition"),
+    ("units > 1) GROUP BY ALL HAVING (count(*) > 0", r"must be a single condition"),
+    ("units > 1 -- ) LIMIT 0", r"comments \(-- or /\* \*/\) are not allowed"),
+    ("units > /* x */ 1", r"comments"),
+    ("units >", r"filter is not valid SQL: syntax error"),
+])
+def test_where_expressions_that_could_do_more_than_read_are_refused(lake, text, message):
+    with pytest.raises(q.FilterError, match=message):
+        where(lake, text)
+
+
+def test_a_refused_expression_never_runs(lake, tmp_path):
+    target = tmp_path / "stolen.csv"
+    with pytest.raises(q.FilterError):
+        where(lake, f"1=1; COPY gold.sales TO '{target}'")
+    assert not target.exists()
+    assert lake.count("gold.sales") == 200
+
+
+def test_a_filter_that_fails_when_bound_names_the_problem(lake, sales):
+    checked = where(lake, "no_such_column > 1")
+    with pytest.raises(q.FilterError, match=r"filter \(no_such_column > 1\): Binder Error"):
+        q.filter_relation(sales, (), checked)
+
+
+# -- pages ---------------------------------------------------------------------------------
+def test_pages_use_limit_and_offset_and_sort_nulls_last(sales):
+    page = q.page_relation(sales, order_by="note", descending=True, limit=25, offset=175)
+    rows = page.fetchall()
+    assert len(rows) == 25
+    assert [r[6] for r in rows[-20:]] == [None] * 20  # nulls come last even when descending
+    assert "LIMIT" in page.sql_query().upper()
+    assert "OFFSET" in page.sql_query().upper()
+    first = q.page_relation(sales, order_by="revenue", limit=3).fetchall()
+    assert [r[4] for r in first] == sorted(r[4] for r in sales.fetchall())[:3]
+    assert len(q.page_relation(sales, limit=10, offset=195).fetchall()) == 5
+    assert len(q.page_relation(sales, limit=None).fetchall()) == 200
+
+
+def test_sorting_by_an_unknown_column_is_refused(sales):
+    with pytest.raises(q.FilterError, match="sort: 'x' is not a column"):
+        q.page_relation(sales, order_by="x")
+
+
+# -- profile and top values ----------------------------------------------------------------
+def test_profile_counts_nulls_distinct_min_max_mean(sales):
+    profile = {p.column: p for p in q.profile_columns(sales)}
+    assert profile["note"].nulls == 20
+    assert profile["note"].count == 180
+    assert profile["country"].distinct == 4
+    assert profile["customer"].distinct == 25
+    assert profile["units"].minimum == 1
+    assert profile["units"].maximum == 5
+    assert profile["units"].mean == 3.0
+    assert profile["order_date"].minimum == dt.date(2026, 1, 1)
+    assert profile["order_date"].maximum == dt.date(2026, 3, 1)
+    assert profile["order_date"].mean is None
+    assert isinstance(profile["revenue"].maximum, decimal.Decimal)
+    approx = {p.column: p for p in q.profile_columns(sales, exact_distinct=False)}
+    assert approx["country"].distinct == 4
+
+
+def test_top_values(sales):
+    filtered = q.filter_relation(sales, [q.Condition("units", "=", "1")])
+    top = q.top_values_relation(filtered, "country", n=3).fetchall()
+    assert top == [("DE", 10), ("FR", 10), ("IT", 10)]
+    with pytest.raises(q.FilterError, match="top values: 'nope' is not a column"):
+        q.top_values_relation(sales, "nope")
+
+
+# -- chart data ----------------------------------------------------------------------------
+def test_chart_groups_and_aggregates(sales, lake):
+    data = q.chart_data(sales, x="country", y="revenue", agg="sum")
+    truth = lake.sql("SELECT country, sum(revenue)::DOUBLE FROM gold.sales GROUP BY 1 ORDER BY 2 DESC").fetchall()
+    assert list(zip(data.labels, data.values, strict=True)) == truth
+    assert data.title == "sum(revenue) by country"
+    assert not data.truncated
+    rows = q.chart_data(sales, x="country")
+    assert rows.values == [50.0] * 4
+    assert rows.labels == ["DE", "FR", "IT", "SE"]
+
+
+def test_chart_buckets_dates_and_orders_by_x(sales):
+    data = q.chart_data(sales, x="order_date", y="units", agg="sum", bucket="month")
+    assert data.labels == [dt.date(2026, 1, 1), dt.date(2026, 2, 1), dt.date(2026, 3, 1)]
+    assert sum(data.values) == sales.aggregate("sum(units)").fetchall()[0][0]
+    assert data.title == "sum(units) by order_date (month)"
+
+
+def test_chart_truncates_and_says_so(sales):
+    data = q.chart_data(sales, x="order_date", max_points=10)
+    assert len(data.labels) == 10
+    assert data.truncated
+    assert data.labels[0] == dt.date(2026, 1, 1)
+
+
+def test_chart_follows_the_filter(sales):
+    filtered = q.filter_relation(sales, [q.Condition("country", "=", "SE")])
+    assert q.chart_data(filtered, x="country").labels == ["SE"]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"x": "nope"}, "chart x: 'nope' is not a column"),
+    ({"x": "country", "y": "nope"}, "chart y: 'nope' is not a column"),
+    ({"x": "country", "y": "note", "agg": "sum"}, r"cannot sum note \(varchar\)"),
+    ({"x": "country", "y": "units", "agg": "median"}, "aggregation 'median' is not one of"),
+    ({"x": "country", "bucket": "month"}, "country is varchar, not a date or timestamp"),
+    ({"x": "order_date", "bucket": "fortnight"}, "bucket 'fortnight' is not one of"),
+])
+def test_bad_chart_requests(sales, kwargs, message):
+    with pytest.raises(q.FilterError, match=message):
+        q.chart_data(sales, **kwargs)
+
+
+# -- versions ------------------------------------------------------------------------------
+def test_compare_versions(lake):
+    now, then = lake.table("gold.sales"), lake.table("gold.sales", version=0)
+    diff = q.compare_relations(now, then)
+    assert (diff.rows_now, diff.rows_then, diff.only_now, diff.only_then) == (200, 150, 50, 0)
+    assert diff.summary(0) == "rows: 150 in version 0, 200 now · 50 distinct rows only now, 0 only in version 0"
+    changed = lake.sql("SELECT * EXCLUDE (note), units * 2 AS units2 FROM gold.sales")
+    diff = q.compare_relations(changed, now)
+    assert diff.added == ["units2"]
+    assert diff.removed == ["note"]
+    assert diff.only_now is None
+    assert "columns added: units2 · columns removed: note" in diff.summary(1)
+
+
+# -- rendering -----------------------------------------------------------------------------
+def test_html_table_escapes_and_formats():
+    out = render.html_table(["a<b", "n"], [("<script>x</script>", 1234567), (None, 0.5)], first_row=1)
+    assert "<script>" not in out
+    assert "&lt;script&gt;" in out
+    assert "a&lt;b" in out
+    assert '<td class="num">1,234,567</td>' in out
+    assert '<td class="null">null</td>' in out
+    assert "<td class=\"num\">0.5</td>" in out
+    assert "no rows" in render.html_table(["a"], [])
+
+
+def test_svg_chart_draws_one_bar_per_value_and_a_line():
+    svg = render.svg_chart(["a", "b", "c"], [1.0, -2.0, None], kind="bar", title="t <1>")
+    assert svg.startswith("<svg")
+    assert svg.count('class="mnb-bar"') == 2
+    assert "t &lt;1&gt;" in svg
+    line = render.svg_chart([1, 2, 3], [1.0, 2.0, 3.0], kind="line")
+    assert 'class="mnb-line"' in line
+    assert line.count("<circle") == 3
+    assert "no data" in render.svg_chart([], [], kind="bar")
+    with pytest.raises(ValueError, match="chart kind 'pie' is not bar or line"):
+        render.svg_chart([1], [1], kind="pie")
+
+
+def test_download_link_carries_the_csv():
+    import base64
+
+    link = render.download_link(b"a,b\n1,2\n", "gold.sales.csv")
+    payload = link.split("base64,")[1].split('"')[0]
+    assert base64.b64decode(payload) == b"a,b\n1,2\n"
+    assert 'download="gold.sales.csv"' in link
+
+
+def test_chart_helper_for_notebooks(sales):
+    svg = render.chart(sales, x="order_date", y="revenue", bucket="month", kind="line", title="Revenue")
+    assert "Revenue" in svg.data
+    assert 'class="mnb-line"' in svg.data
+
+
+def test_core_modules_do_not_import_ipywidgets():
+    import subprocess
+    import sys
+
+    code = ("import sys, medallion_nb.widgets.queries, medallion_nb.widgets.readonly, medallion_nb.widgets.render;"
+            "print('ipywidgets' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ})
+    assert out.stdout.strip() == "False"
