@@ -39,8 +39,169 @@ def _add_sample_data(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_sample_data)
 
 
+def _cmd_kestra(args: argparse.Namespace) -> int:
+    from medallion_nb.kestra import kestra_files
+    from medallion_nb.project import load_project
+
+    project = load_project(args.project)
+    written = kestra_files(project, args.out, version=__version__)
+    for path, text in written.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        print(f"wrote {_shown(path)}")
+    compose = next(p for p in written if p.name == "docker-compose.yml")
+    print(f"start Kestra: docker compose -f {_shown(compose)} up -d --build   (UI: http://localhost:8080)")
+    return EXIT_OK
+
+
+def _add_kestra(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("kestra", help="generate the Kestra flow and a compose file to run Kestra locally",
+                       description="Write <out>/flows/<namespace>.<project>.yml (one papermill task per layer, "
+                                   "schedule, retries, executed notebooks as outputs), <out>/docker-compose.yml "
+                                   "(Kestra + PostgreSQL with the project mounted at /project) and <out>/Dockerfile "
+                                   "(Kestra plus papermill and medallion_nb). Existing files are overwritten.")
+    p.add_argument("--project", type=Path, default=Path("."), help="project folder (default: current folder)")
+    p.add_argument("--out", type=Path, help="output folder (default: <project>/kestra)")
+    p.set_defaults(func=_cmd_kestra)
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from medallion_nb.scaffold import init_project
+
+    made = init_project(args.name, args.dir)
+    print(f"created project {made.name} in {_shown(made.root)} ({len(made.files)} files)")
+    print(f"next: cd {_shown(made.root)} && medallion-nb run")
+    return EXIT_OK
+
+
+def _add_init(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("init", help="create a new project from the template",
+                       description="Create a working project: medallion.yaml, bronze/silver/gold notebooks with "
+                                   "a worked example, tiny sample data, a README and the generated Kestra files. "
+                                   "Never overwrites: fails if the folder exists and is not empty.")
+    p.add_argument("name", help="project name: lowercase letters, digits, _ or -, starting with a letter")
+    p.add_argument("--dir", type=Path, help="folder to create (default: ./NAME)")
+    p.set_defaults(func=_cmd_init)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from medallion_nb.export import export_tables
+
+    print(export_tables(args.project, args.out, layer=args.layer))
+    return EXIT_OK
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="write the gold tables as Parquet and CSV for BI tools",
+                       description="Write every gold table as <out>/<table>.parquet and <out>/<table>.csv plus "
+                                   "<out>/manifest.json (table, rows, version, run id, time, files). The folder is "
+                                   "replaced as a whole once everything is written.")
+    p.add_argument("--project", type=Path, default=Path("."), help="project folder (default: current folder)")
+    p.add_argument("--out", type=Path,
+                   help="export folder (default: export.dir in medallion.yaml, else <project>/exports)")
+    p.add_argument("--layer", help="layer to export (default: gold, else the last layer)")
+    p.set_defaults(func=_cmd_export)
+
+
+def _parameter(text: str) -> tuple[str, object]:
+    from medallion_nb.runner import parse_parameter
+
+    try:
+        return parse_parameter(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _run_id(text: str) -> str:
+    from medallion_nb.runner import check_run_id
+
+    try:
+        return check_run_id(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import logging
+
+    from medallion_nb.project import load_project
+    from medallion_nb.runner import ConsoleProgress, run_pipeline
+
+    # papermill's log lines name no notebook and would cut into the progress lines;
+    # every failure they could report reaches the run record and the error message.
+    logging.getLogger("papermill").setLevel(logging.CRITICAL)
+    project = load_project(args.project)
+    run_pipeline(project, layers=args.layer, parameters=dict(args.param), run_id=args.run_id,
+                 observer=ConsoleProgress())
+    return EXIT_OK
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run the layer notebooks in order with papermill",
+                       description="Execute the layers (all, or those given with --layer) in order, each notebook "
+                                   "by papermill with injected parameters (project_dir, run_id, run_date, "
+                                   "full_refresh, the project's parameters and -p values); notebooks of one layer "
+                                   "run in parallel. Executed notebooks go to <runs>/<run_id>/<layer>/, the run "
+                                   "record to <runs>/<run_id>/run.json. A failing notebook stops the run: later "
+                                   "layers are skipped and the exit code is 1.")
+    p.add_argument("--project", type=Path, default=Path("."), metavar="DIR",
+                   help="project folder (default: the nearest folder with a medallion.yaml)")
+    p.add_argument("--layer", action="append", metavar="LAYER",
+                   help="run only this layer; repeat for several (they run in project order)")
+    p.add_argument("-p", "--param", action="append", type=_parameter, default=[], metavar="NAME=VALUE",
+                   help="notebook parameter (repeatable); true/false become booleans, 42 an integer, "
+                        "2.5 a float, anything else a string")
+    p.add_argument("--run-id", type=_run_id, metavar="ID",
+                   help="the run's id and folder name (default: UTC time plus a random suffix)")
+    p.set_defaults(func=_cmd_run)
+
+
+def _cmd_dag(args: argparse.Namespace) -> int:
+    from medallion_nb.project import load_project
+    from medallion_nb.runner import build_plan
+
+    plan = build_plan(load_project(args.project), args.layer)
+    if args.out is None:
+        print(plan.describe())
+        return EXIT_OK
+    fmt = args.out.suffix.lstrip(".").lower()
+    data = plan.dot().encode() if fmt == "dot" else plan.image(fmt)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(data)
+    print(f"wrote {_shown(args.out)}")
+    return EXIT_OK
+
+
+def _add_dag(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("dag", help="show the run plan (a Hamilton DAG of layers and notebooks)",
+                       description="Print the layers in run order with their notebooks and dependencies, or with "
+                                   "--out draw the Hamilton DAG: .dot needs the graphviz Python package "
+                                   "(pip install 'medallion_nb[graph]'); .png, .svg and .pdf also need Graphviz's "
+                                   "`dot` program.")
+    p.add_argument("--project", type=Path, default=Path("."), metavar="DIR",
+                   help="project folder (default: the nearest folder with a medallion.yaml)")
+    p.add_argument("--layer", action="append", metavar="LAYER", help="plan only this layer; repeat for several")
+    p.add_argument("--out", type=Path, metavar="FILE", help="write the graph to FILE (.dot, .png, .svg or .pdf)")
+    p.set_defaults(func=_cmd_dag)
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the current folder when it is below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve())) or "."
+    except ValueError:
+        return str(path)
+
+
 # Each command registers itself here: a function that adds its sub-parser.
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_sample_data]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_sample_data,
+    _add_kestra,
+    _add_init,
+    _add_export,
+    _add_run,
+    _add_dag,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

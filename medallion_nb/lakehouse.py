@@ -64,6 +64,29 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def storable_columns(rel: duckdb.DuckDBPyRelation, name: str) -> list[str] | None:
+    """The projection that makes ``rel`` storable in Delta, or None when it already is.
+
+    Raises:
+        LakeError: a column name is not a plain name, or names repeat.
+    """
+    exprs, changed = [], False
+    for column, dtype in zip(rel.columns, rel.types, strict=True):
+        if not _IDENT.match(column):
+            raise LakeError(f"write to {name}: column name {column!r} is not a plain name; "
+                            "alias it (letters, digits and _)")
+        kind = str(dtype)
+        target = _DELTA_CASTS.get(kind) or ("VARCHAR" if kind.startswith(("ENUM", "UNION")) else None)
+        if target:
+            exprs.append(f"CAST({quote_ident(column)} AS {target}) AS {quote_ident(column)}")
+            changed = True
+        else:
+            exprs.append(quote_ident(column))
+    if len(set(c.lower() for c in rel.columns)) != len(rel.columns):
+        raise LakeError(f"write to {name}: duplicate column names in {rel.columns}")
+    return exprs if changed else None
+
+
 class Lakehouse:
     """A project's lake, queryable with SQL as ``bronze.x``, ``silver.y``, ``gold.z``.
 
@@ -88,6 +111,9 @@ class Lakehouse:
         self.writes: list[WriteResult] = []
         # One spill folder per process: parallel notebooks must not share DuckDB's temp files.
         spill = Path(tempfile.gettempdir()) / "medallion_nb_spill" / str(os.getpid())
+        # DuckDB creates the last folder only: without the parent, work larger
+        # than the memory limit fails ("Failed to create directory") instead of spilling.
+        spill.parent.mkdir(parents=True, exist_ok=True)
         config: dict[str, Any] = {"temp_directory": str(spill)}
         memory_limit = memory_limit or os.environ.get(MEMORY_LIMIT_ENV)
         if memory_limit:
@@ -141,7 +167,13 @@ class Lakehouse:
                 self._register(layer, table, self.store.snapshot(layer, table))
 
     def _register(self, layer: str, table: str, snap: Snapshot) -> None:
-        self.con.execute(f"CREATE OR REPLACE VIEW {self._view(layer, table)} AS {self._scan_sql(snap, layer, table)}")
+        try:
+            self.con.execute(f"CREATE OR REPLACE VIEW {self._view(layer, table)} AS "
+                             f"{self._scan_sql(snap, layer, table)}")
+        except duckdb.Error as exc:
+            raise LakeError(f"table {layer}.{table} (version {snap.version}) cannot be read: {exc}",
+                            hint="a data file its Delta log references is missing or damaged; restore it, "
+                                 "or rebuild the table (run its layer with full_refresh=true)") from exc
 
     def _scan_sql(self, snap: Snapshot, layer: str, table: str, suffix: str = "") -> str:
         columns = ", ".join(quote_ident(c) if _IDENT.match(c) else f'"{c}"' for c in snap.schema.names)
@@ -262,26 +294,43 @@ class Lakehouse:
             LakeError: bad name, mode or key, a failing query, or a failed commit;
                 the table is unchanged.
         """
-        layer, table = self._split(name)
+        self._split(name)
         if mode not in WRITE_MODES:
             raise LakeError(f"write to {name}: mode {mode!r} is not one of {', '.join(WRITE_MODES)}")
         keys = (key,) if isinstance(key, str) else tuple(key or ())
         rel = self._storable(self.relation(data), name)
-        commit = {**(metadata or {}), METADATA_PREFIX + "run_id": self.run_id}
-        if self.notebook:
-            commit[METADATA_PREFIX + "notebook"] = self.notebook
         staged = None
         try:
             if mode == "merge":
                 staged = self._stage_merge_source(rel, name, keys)
                 rel = self.con.table(staged)
-            reader = rel.to_arrow_reader(BATCH_ROWS)
-            result = self.store.write(layer, table, reader, mode=mode, keys=keys, metadata=commit)
+            return self._commit(name, rel.to_arrow_reader(BATCH_ROWS), mode=mode, key=keys, metadata=metadata)
         except duckdb.Error as exc:
             raise LakeError(f"write to {name} ({mode}) failed; the table is unchanged: {exc}") from exc
         finally:
             if staged:
                 self.con.execute(f"DROP TABLE IF EXISTS {staged}")
+
+    def _commit(
+        self,
+        name: str,
+        reader: pa.RecordBatchReader,
+        *,
+        mode: str = "replace",
+        key: str | Sequence[str] | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> WriteResult:
+        """Commit an Arrow stream to ``<layer>.<table>`` as it comes (no casts, no key checks).
+
+        Raises:
+            LakeError: the commit failed; the table is unchanged.
+        """
+        layer, table = self._split(name)
+        keys = (key,) if isinstance(key, str) else tuple(key or ())
+        commit = {**(metadata or {}), METADATA_PREFIX + "run_id": self.run_id}
+        if self.notebook:
+            commit[METADATA_PREFIX + "notebook"] = self.notebook
+        result = self.store.write(layer, table, reader, mode=mode, keys=keys, metadata=commit)
         self._register(layer, table, self.store.snapshot(layer, table))
         self.writes.append(result)
         report_write(result, run_id=self.run_id)
@@ -289,21 +338,10 @@ class Lakehouse:
 
     def _storable(self, rel: duckdb.DuckDBPyRelation, name: str) -> duckdb.DuckDBPyRelation:
         """Cast columns whose DuckDB type Delta cannot store to the nearest type it can."""
-        exprs, changed = [], False
-        for column, dtype in zip(rel.columns, rel.types, strict=True):
-            if not _IDENT.match(column):
-                raise LakeError(f"write to {name}: column name {column!r} is not a plain name; "
-                                "alias it (letters, digits and _)")
-            kind = str(dtype)
-            target = _DELTA_CASTS.get(kind) or ("VARCHAR" if kind.startswith(("ENUM", "UNION")) else None)
-            if target:
-                exprs.append(f"CAST({quote_ident(column)} AS {target}) AS {quote_ident(column)}")
-                changed = True
-            else:
-                exprs.append(quote_ident(column))
-        if len(set(c.lower() for c in rel.columns)) != len(rel.columns):
-            raise LakeError(f"write to {name}: duplicate column names in {rel.columns}")
-        return rel.project(", ".join(exprs)) if changed else rel
+        exprs = storable_columns(rel, name)
+        return rel.project(", ".join(exprs)) if exprs else rel
+
+
 
     def _stage_merge_source(self, rel: duckdb.DuckDBPyRelation, name: str, keys: tuple[str, ...]) -> str:
         """Materialise the new rows of a merge and check their keys; returns the temp table."""
@@ -375,6 +413,23 @@ class Lakehouse:
         except duckdb.Error as exc:
             raise LakeError(f"split failed: {exc}") from exc
         return tagged.over(self.con.table(temp))
+
+    def write_split(self, data: Any, rules: Mapping[str, str], *, good: str, bad: str,
+                    good_columns: str = "*", bad_columns: str = "*", mode: str = "replace") -> Any:
+        """Write the rows that break no rule to ``good`` and the others, with reasons, to ``bad``.
+
+        Each rule is SQL that is true for a row to quarantine; ``bad_columns``
+        can name ``_quarantine_reason``. One pass over ``data``: nothing is
+        staged, so it costs about what writing ``good`` alone costs (unlike
+        :meth:`split`); see :func:`medallion_nb.quarantine.write_split`.
+
+        Raises:
+            LakeError: a bad table name, mode or projection, or a failed write.
+        """
+        from medallion_nb.quarantine import write_split
+
+        return write_split(self, self.relation(data), rules, good=good, bad=bad, good_columns=good_columns,
+                           bad_columns=bad_columns, mode=mode)
 
     def explore(self, table: str | None = None, **options: Any) -> Any:
         """Open the gold explorer widget on this lake; see :mod:`medallion_nb.widgets`."""

@@ -193,3 +193,12 @@ def test_core_modules_do_not_import_ui_or_notebook_packages():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_missing_data_file_is_a_clear_error(lake):
+    lake.write("silver.fragile", "SELECT 1 AS a")
+    for part in (lake.project.lake / "silver" / "fragile").glob("*.parquet"):
+        part.unlink()
+    with pytest.raises(LakeError, match=r"table silver.fragile \(version 0\) cannot be read") as info:
+        mnb.connect(lake.project.root)
+    assert "full_refresh" in str(info.value)
