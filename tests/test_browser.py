@@ -2,7 +2,7 @@
 
 Builds the demo lake with ``medallion-nb run`` on a copy of the demo project,
 serves it on 127.0.0.1, opens ``notebooks/explore_gold.ipynb`` in Debian's
-Chromium (never a downloaded browser; ``.ci/install-browser.sh`` installs it)
+Chromium (never a downloaded browser; ``.ci/install-test-tools.sh`` installs it)
 and uses the widgets like a person would. Screenshots go to ``test-artifacts/``.
 """
 
@@ -124,7 +124,7 @@ def served(request: pytest.FixtureRequest, demo_lake: Path, tmp_path: Path) -> I
 def browser_page(tmp_path: Path) -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
-    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: run .ci/install-browser.sh (apt-get install chromium)"
+    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: run .ci/install-test-tools.sh (apt-get install chromium)"
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
             str(tmp_path / "chromium-profile"), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,

@@ -1,0 +1,360 @@
+"""Execute layer notebooks with papermill: the boundary between the runner and Jupyter.
+
+A :class:`NotebookTask` says what to run: which notebook, with which parameters,
+where the executed copy goes and which environment variables its kernel gets.
+A :class:`NotebookEngine` turns tasks into :class:`NotebookOutcome`\\ s.
+
+Starting a Jupyter kernel is most of the cost of a small notebook, so the engine
+separates the two steps: :meth:`NotebookEngine.prepare` starts kernels in the
+background (the runner calls it for the next layer while the current one runs),
+and :meth:`NotebookEngine.run` executes tasks, in parallel, on a prepared kernel
+or on one it starts right then. Execution itself is papermill's: parameters are
+injected by papermill, the executed copy is papermill's document (with its
+``injected-parameters`` cell, per-cell metadata and error markers). Only the
+kernel comes from us, handed to papermill through an engine registered with
+papermill's engine registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import nbformat
+import papermill
+from jupyter_client.manager import AsyncKernelManager
+from papermill.clientwrap import PapermillNotebookClient
+from papermill.engines import NBClientEngine, papermill_engines
+from papermill.exceptions import PapermillExecutionError
+from papermill.log import logger as papermill_logger
+
+from medallion_nb.project import Scalar
+
+ENGINE_NAME = "medallion"
+DEFAULT_KERNEL = "python3"
+# Run silently in a kernel right after it starts: the imports every layer
+# notebook makes anyway, so they overlap with the previous layer's work.
+DEFAULT_PRELOAD = "import medallion_nb, medallion_nb.lakehouse"
+
+
+@dataclass(frozen=True)
+class NotebookTask:
+    """One notebook to execute: input, parameters, executed copy and kernel environment."""
+
+    layer: str
+    notebook: Path
+    output: Path
+    parameters: Mapping[str, Scalar]
+    env: Mapping[str, str] = field(default_factory=dict)
+    kernel_log: Path | None = None
+    blocked_by: str | None = None  # an earlier layer that did not succeed: do not run
+
+    @property
+    def name(self) -> str:
+        return self.notebook.stem
+
+
+@dataclass(frozen=True)
+class CellError:
+    """Where and why a notebook stopped.
+
+    ``cell_index`` counts cells of the source notebook from 0 (``None`` when the
+    failure was not in a cell, e.g. the kernel died or the layer timed out);
+    ``execution_count`` is the ``In [n]`` shown in the executed notebook.
+    """
+
+    ename: str
+    evalue: str
+    cell_index: int | None = None
+    execution_count: int | None = None
+    source: str = ""
+
+    @property
+    def first_line(self) -> str:
+        return next((line.strip() for line in self.source.splitlines() if line.strip()), "")
+
+    def describe(self) -> str:
+        where = ""
+        if self.cell_index is not None:
+            count = f" (In [{self.execution_count}])" if self.execution_count is not None else ""
+            where = f"cell {self.cell_index}{count}: "
+        what = f"{self.ename}: {self.evalue}" if self.evalue else self.ename
+        return where + what
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"cell_index": self.cell_index, "execution_count": self.execution_count,
+                "source": self.first_line, "ename": self.ename, "evalue": self.evalue}
+
+
+@dataclass(frozen=True)
+class NotebookOutcome:
+    """What happened to one task."""
+
+    task: NotebookTask
+    status: str  # "succeeded" or "failed"
+    duration_s: float
+    error: CellError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "succeeded"
+
+
+class _PreparedKernelEngine(NBClientEngine):
+    """papermill's nbclient engine, executing on a kernel the caller already started.
+
+    The caller owns the kernel (passed as ``km``); this engine only opens and
+    closes the client channels, so the kernel's start and shutdown stay outside.
+    """
+
+    @classmethod
+    def execute_managed_notebook(cls, nb_man, kernel_name, *, km=None, log_output=False, stdout_file=None,
+                                 stderr_file=None, start_timeout=60, execution_timeout=None, **kwargs):
+        client = PapermillNotebookClient(
+            nb_man, km=km, kernel_name=kernel_name, log=papermill_logger, log_output=log_output,
+            stdout_file=stdout_file, stderr_file=stderr_file, startup_timeout=start_timeout,
+            timeout=execution_timeout,
+        )
+        try:
+            return client.execute()
+        finally:
+            if client.kc is not None:
+                client.kc.stop_channels()
+
+
+papermill_engines.register(ENGINE_NAME, _PreparedKernelEngine)
+
+
+class _Kernel:
+    """A started kernel with its log file; started and stopped from worker threads."""
+
+    def __init__(self, task: NotebookTask, *, startup_timeout: float, preload: str | None) -> None:
+        nb = nbformat.read(task.notebook, as_version=4)
+        self.name = nb.metadata.get("kernelspec", {}).get("name") or DEFAULT_KERNEL
+        self.km = AsyncKernelManager(kernel_name=self.name)
+        self.log: IO[bytes] | None = None
+        self.log_path = task.kernel_log
+        self._stopped = False
+        self._lock = threading.Lock()
+        if task.kernel_log is not None:
+            task.kernel_log.parent.mkdir(parents=True, exist_ok=True)
+            self.log = task.kernel_log.open("ab")
+        # Each kernel gets its own environment (the layer's write log), so
+        # notebooks running side by side never share one mutable os.environ.
+        env = {**os.environ, **task.env}
+        try:
+            asyncio.run(self._start(env, str(task.notebook.parent), startup_timeout, preload))
+        except BaseException:
+            self.shutdown(now=True)
+            raise
+
+    async def _start(self, env: dict[str, str], cwd: str, startup_timeout: float, preload: str | None) -> None:
+        await self.km.start_kernel(env=env, cwd=cwd, stdout=self.log, stderr=self.log)
+        if not preload:
+            return
+        kc = self.km.client()
+        kc.start_channels()
+        try:
+            await kc.wait_for_ready(timeout=startup_timeout)
+            # A silent request leaves no trace in the notebook (no output, no
+            # execution count); an error here resurfaces in the notebook itself.
+            await kc.execute_interactive(preload, silent=True, store_history=False, timeout=startup_timeout,
+                                         output_hook=_ignore)
+        finally:
+            kc.stop_channels()
+
+    def shutdown(self, *, now: bool = False) -> None:
+        """Stop the kernel (safe to call twice, from any thread)."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+        try:
+            if self.km.has_kernel:
+                asyncio.run(self.km.shutdown_kernel(now=now))
+        finally:
+            if self.log is not None:
+                self.log.close()
+                self.log = None
+
+    def discard(self) -> None:
+        """Stop a kernel that never ran a notebook, and remove its log."""
+        self.shutdown(now=True)
+        if self.log_path is not None:
+            self.log_path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # the folder holds other files: keep it
+                self.log_path.parent.rmdir()
+
+
+class NotebookEngine:
+    """Executes notebook tasks with papermill, each on its own kernel.
+
+    Use it as a context manager: on exit, kernels that were prepared but not
+    used (a layer failed, the run was interrupted) are shut down.
+
+    Args:
+        startup_timeout: seconds to wait for a kernel to start.
+        preload: Python code run silently in each kernel right after it starts,
+            to move slow imports off the critical path; ``None`` to run nothing.
+    """
+
+    def __init__(self, *, startup_timeout: float = 60, preload: str | None = DEFAULT_PRELOAD) -> None:
+        self.startup_timeout = startup_timeout
+        self.preload = preload
+        self._starting: dict[Path, Future[_Kernel]] = {}
+        self._running: dict[Path, _Kernel] = {}
+        self._stopped: set[Path] = set()
+        self._lock = threading.Lock()
+        self._starter = ThreadPoolExecutor(max_workers=4, thread_name_prefix="medallion-kernel")
+        self._stopper = ThreadPoolExecutor(max_workers=4, thread_name_prefix="medallion-kernel-stop")
+
+    def __enter__(self) -> NotebookEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def prepare(self, tasks: Sequence[NotebookTask]) -> None:
+        """Start kernels for ``tasks`` in the background; :meth:`run` will use them."""
+        with self._lock:
+            for task in tasks:
+                if task.output not in self._starting:
+                    self._starting[task.output] = self._starter.submit(self._new_kernel, task)
+
+    def run(self, tasks: Sequence[NotebookTask], *, timeout: float | None = None) -> list[NotebookOutcome]:
+        """Execute ``tasks`` side by side and wait for all of them.
+
+        Args:
+            tasks: the notebooks to run; each gets its own kernel.
+            timeout: seconds for all of them together; notebooks still running
+                then are stopped (their kernel is shut down) and fail.
+
+        Returns:
+            One outcome per task, in the order of ``tasks``.
+        """
+        if not tasks:
+            return []
+        self.prepare(tasks)
+        pool = ThreadPoolExecutor(max_workers=len(tasks), thread_name_prefix="medallion-notebook")
+        try:
+            futures = [pool.submit(self._execute, task) for task in tasks]
+            _, late = wait(futures, timeout=timeout)
+            for task, future in zip(tasks, futures, strict=True):
+                if future in late:
+                    self._stop(task)
+        except BaseException:  # Ctrl-C: stop the kernels, or the threads would run the notebooks to the end
+            for task in tasks:
+                self._stop(task)
+            raise
+        finally:
+            pool.shutdown(wait=True)
+        outcomes = [future.result() for future in futures]
+        if late:
+            outcomes = [
+                NotebookOutcome(o.task, "failed", o.duration_s, _interrupted_cell(
+                    o.task, "Timeout", f"still running at the layer timeout ({timeout:g}s); stopped"))
+                if f in late else o
+                for o, f in zip(outcomes, futures, strict=True)
+            ]
+        return outcomes
+
+    def close(self) -> None:
+        """Shut down every kernel this engine started and did not finish with."""
+        with self._lock:
+            pending = list(self._starting.values())
+            self._starting.clear()
+            running = list(self._running.values())
+        for future in pending:
+            future.cancel()
+        for kernel in running:
+            kernel.shutdown(now=True)
+        for future in pending:
+            if not future.cancelled() and future.exception() is None:
+                future.result().discard()
+        self._starter.shutdown(wait=True, cancel_futures=True)
+        self._stopper.shutdown(wait=True)
+
+    def _new_kernel(self, task: NotebookTask) -> _Kernel:
+        return _Kernel(task, startup_timeout=self.startup_timeout, preload=self.preload)
+
+    def _stop(self, task: NotebookTask) -> None:
+        with self._lock:
+            self._stopped.add(task.output)
+            kernel = self._running.get(task.output)
+        if kernel is not None:
+            kernel.shutdown(now=True)
+
+    def _execute(self, task: NotebookTask) -> NotebookOutcome:
+        started = time.monotonic()
+        task.output.parent.mkdir(parents=True, exist_ok=True)
+        kernel: _Kernel | None = None
+        error: CellError | None = None
+        try:
+            with self._lock:
+                future = self._starting.pop(task.output)
+            kernel = future.result()
+            with self._lock:
+                if task.output in self._stopped:
+                    raise InterruptedError("stopped before it started")
+                self._running[task.output] = kernel
+            papermill.execute_notebook(
+                str(task.notebook), str(task.output), parameters=dict(task.parameters),
+                engine_name=ENGINE_NAME, km=kernel.km, kernel_name=kernel.name,
+                progress_bar=False, start_timeout=self.startup_timeout,
+            )
+        except PapermillExecutionError as exc:
+            error = CellError(exc.ename, exc.evalue, _source_cell_index(task.notebook, exc.cell_index),
+                              exc.exec_count, exc.source)
+        except Exception as exc:  # a dead kernel or an unreadable notebook fails this notebook, not the runner
+            error = _interrupted_cell(task, type(exc).__name__, str(exc).strip())
+        finally:
+            if kernel is not None:
+                with self._lock:
+                    self._running.pop(task.output, None)
+                # A graceful shutdown takes ~0.5 s; the notebook's work is done
+                # (its writes are committed), so the next layer need not wait.
+                self._stopper.submit(kernel.shutdown)
+        status = "failed" if error else "succeeded"
+        return NotebookOutcome(task, status, time.monotonic() - started, error)
+
+
+def _ignore(msg: dict[str, Any]) -> None:
+    """Output hook that drops a silent request's messages."""
+
+
+def _interrupted_cell(task: NotebookTask, ename: str, evalue: str) -> CellError:
+    """An error outside papermill's cell errors, placed at the last cell that started, if any."""
+    try:
+        cells = nbformat.read(task.output, as_version=4).cells
+    except (OSError, ValueError):
+        return CellError(ename, evalue)
+    started = [i for i, cell in enumerate(cells) if cell.get("metadata", {}).get("papermill", {}).get("start_time")]
+    if not started:
+        return CellError(ename, evalue)
+    cell = cells[started[-1]]
+    return CellError(ename, evalue, _source_cell_index(task.notebook, started[-1]),
+                     cell.get("execution_count"), cell.source)
+
+
+def _source_cell_index(notebook: Path, executed_index: int) -> int | None:
+    """Map papermill's cell index (which counts its injected-parameters cell) to the source notebook's."""
+    try:
+        cells = nbformat.read(notebook, as_version=4).cells
+    except (OSError, ValueError):
+        return executed_index
+    tags = [set(cell.get("metadata", {}).get("tags", [])) for cell in cells]
+    if any("injected-parameters" in t for t in tags):
+        return executed_index  # papermill replaced that cell in place
+    params = next((i for i, t in enumerate(tags) if "parameters" in t), -1)
+    injected = params + 1
+    if executed_index == injected:
+        return None
+    return executed_index - 1 if executed_index > injected else executed_index

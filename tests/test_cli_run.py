@@ -1,0 +1,173 @@
+"""`medallion-nb run` and `medallion-nb dag`: exit codes, progress, summary and errors."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import write_project
+from notebook_factory import CONNECT, notebook_text, three_layer_project
+
+from medallion_nb.cli import main
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> Path:
+    return three_layer_project(tmp_path / "tiny")
+
+
+@pytest.mark.notebook
+def test_run_prints_progress_per_layer_and_a_summary(tiny, capsys):
+    assert main(["run", "--project", str(tiny), "--run-id", "c1", "-p", "greeting=hi"]) == 0
+    out, err = capsys.readouterr()
+    assert err.splitlines()[0] == "run c1 of tiny: bronze, silver, gold"
+    progress = err.splitlines()[1:]
+    assert [line.split(" ... ")[0] for line in progress] == ["[1/3] bronze", "[2/3] silver", "[3/3] gold"]
+    assert progress[0].endswith("s (1 table, 10 rows)")
+    assert " ok " in progress[0]
+    assert progress[1].endswith("s (2 tables, 15 rows)")
+    lines = out.splitlines()
+    assert lines[0].startswith("run c1 succeeded in ")
+    assert lines[1].split() == ["layer", "status", "time", "table", "rows", "total", "rows"]
+    assert lines[2].split()[:2] == ["bronze", "succeeded"]
+    assert lines[2].split()[3:] == ["bronze.numbers", "10", "10"]
+    assert lines[3].split()[3:] == ["silver.numbers", "10", "10"]
+    assert lines[4].split() == ["silver.evens", "5", "5"]
+    assert lines[5].split()[3:] == ["gold.total", "1", "1"]
+    assert lines[6].startswith("record: ")
+    assert lines[6].endswith("runs/c1/run.json")
+    record = json.loads((tiny / "runs" / "c1" / "run.json").read_text())
+    assert record["parameters"]["greeting"] == "hi"
+
+
+@pytest.mark.notebook
+def test_run_chosen_layers_only(tiny, capsys):
+    assert main(["run", "--project", str(tiny), "--layer", "silver", "--layer", "bronze", "--run-id", "c2"]) == 0
+    err = capsys.readouterr().err
+    assert "[1/2] bronze ... ok" in err
+    assert "[2/2] silver ... ok" in err
+    assert "gold" not in err.split("\n", 1)[1]
+    record = json.loads((tiny / "runs" / "c2" / "run.json").read_text())
+    assert [layer["name"] for layer in record["layers"]] == ["bronze", "silver"]
+    assert sorted(p.name for p in (tiny / "data" / "lake").iterdir()) == ["bronze", "silver"]
+
+
+@pytest.mark.notebook
+def test_a_failing_run_exits_1_names_the_cell_and_skips_later_layers(tmp_path, capsys):
+    root = three_layer_project(tmp_path / "bad", silver_cells=(CONNECT, "raise KeyError('no such column: amount')"))
+    assert main(["run", "--project", str(root), "--run-id", "f1"]) == 1
+    out, err = capsys.readouterr()
+    assert "[2/3] silver ... FAILED" in err
+    assert "[3/3] gold skipped" in err
+    executed = root.resolve() / "runs" / "f1" / "silver" / "silver.ipynb"
+    assert ("error: layer 'silver' failed: notebooks/silver.ipynb, cell 3 (In [4]): "
+            "KeyError: 'no such column: amount'") in err
+    assert "  failing cell starts: raise KeyError('no such column: amount')" in err
+    assert f"  executed notebook: {executed}" in err
+    assert executed.is_file()
+    assert [line.split()[:2] for line in out.splitlines()[2:5]] == [
+        ["bronze", "succeeded"], ["silver", "failed"], ["gold", "skipped"]]
+    assert not (root / "data" / "lake" / "gold").exists()
+
+
+def test_bad_config_exits_2_with_the_problem(tmp_path, capsys):
+    root = write_project(tmp_path / "broken", "name: broken\nlayers:\n  - name: bronze\n    notebook: nope.ipynb\n")
+    assert main(["run", "--project", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ")
+    assert "layers.bronze.notebooks[0]: 'nope.ipynb' does not exist" in err
+    (root / "medallion.yaml").write_text("name: [unclosed\n")
+    assert main(["dag", "--project", str(root)]) == 2
+    assert "not valid YAML" in capsys.readouterr().err
+
+
+def test_unknown_layer_exits_2_listing_the_layers(tiny, capsys):
+    assert main(["run", "--project", str(tiny), "--layer", "platinum"]) == 2
+    assert "no layer 'platinum' (layers are: bronze, silver, gold)" in capsys.readouterr().err
+    assert not (tiny / "runs").exists()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["-p", "limit"], "argument -p/--param: parameter 'limit': expected name=value"),
+    (["--run-id", "../escape"], "argument --run-id: run id '../escape' is not a safe folder name"),
+])
+def test_bad_arguments_are_usage_errors(tiny, capsys, args, message):
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--project", str(tiny), *args])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_parameters_the_runner_sets_cannot_be_overridden(tiny, capsys):
+    assert main(["run", "--project", str(tiny), "-p", "run_id=x"]) == 2
+    assert "error: parameter run_id is set by the runner; use --run-id" in capsys.readouterr().err
+
+
+def test_dag_prints_the_plan_of_the_nearest_project(tiny, capsys, monkeypatch):
+    monkeypatch.chdir(tiny / "notebooks")
+    assert main(["dag"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "tiny: 3 layer(s), 3 notebook(s) (Hamilton DAG of 6 nodes)",
+        "1. bronze (first; timeout PT1H)  [node bronze]",
+        "     notebooks/bronze.ipynb  [node bronze_bronze_ipynb]",
+        "2. silver (after bronze; timeout PT1H)  [node silver]",
+        "     notebooks/silver.ipynb  [node silver_silver_ipynb]",
+        "3. gold (after silver; timeout PT1H)  [node gold]",
+        "     notebooks/gold.ipynb    [node gold_gold_ipynb]",
+    ]
+    assert main(["dag", "--layer", "gold"]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == "1. gold (first; timeout PT1H)  [node gold]"
+
+
+def test_dag_writes_dot_and_images(tiny, tmp_path, capsys):
+    for name in ("plan.dot", "plan.svg", "img/plan.png"):
+        assert main(["dag", "--project", str(tiny), "--out", str(tmp_path / name)]) == 0
+        assert f"wrote {tmp_path / name}" in capsys.readouterr().out
+    assert "silver -> gold_gold_ipynb" in (tmp_path / "plan.dot").read_text()
+    assert "<svg" in (tmp_path / "plan.svg").read_text()
+    assert (tmp_path / "img" / "plan.png").read_bytes().startswith(b"\x89PNG")
+    assert main(["dag", "--project", str(tiny), "--out", str(tmp_path / "plan.gif")]) == 2
+    assert "cannot draw the DAG as 'gif'" in capsys.readouterr().err
+
+
+@pytest.mark.notebook
+def test_the_console_script_runs_a_layer(tiny):
+    proc = subprocess.run([Path(sys.executable).with_name("medallion-nb"), "run", "--layer", "bronze",
+                           "--run-id", "s1"], cwd=tiny, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "[1/1] bronze ... ok" in proc.stderr
+    assert "bronze.numbers" in proc.stdout
+    assert "Passed unknown parameter" not in proc.stderr
+    assert "WARNING" not in proc.stderr
+    assert (tiny / "runs" / "s1" / "bronze" / "bronze.ipynb").is_file()
+
+
+@pytest.mark.notebook
+def test_ctrl_c_stops_the_kernels_and_leaves_a_valid_record(tmp_path):
+    root = write_project(tmp_path / "slow", "name: slow\nlayers:\n  - name: bronze\n    notebook: nb/a.ipynb\n"
+                         "  - name: gold\n    notebook: nb/b.ipynb\n",
+                         {"nb/a.ipynb": notebook_text("import time\ntime.sleep(120)"), "nb/b.ipynb": notebook_text()})
+    record = root / "runs" / "c1" / "run.json"
+    proc = subprocess.Popen([Path(sys.executable).with_name("medallion-nb"), "run", "--run-id", "c1"], cwd=root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (record.is_file() and json.loads(record.read_text())["layers"][0]["status"] == "running"):
+            assert time.monotonic() < deadline, "bronze never started"
+            time.sleep(0.2)
+        time.sleep(2)  # bronze's kernel is in time.sleep(120) now
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert "[1/2] bronze ... stopped" in err
+    saved = json.loads(record.read_text())
+    assert (saved["status"], saved["error"]) == ("failed", "interrupted")
+    assert [layer["status"] for layer in saved["layers"]] == ["failed", "skipped"]
+    assert "run c1 failed" in out

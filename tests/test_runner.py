@@ -1,0 +1,304 @@
+"""The runner: parameters, run ids, run records, and real papermill runs of small projects."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import nbformat
+import pytest
+from conftest import write_project
+from notebook_factory import CONNECT, notebook_text, three_layer_project
+
+import medallion_nb
+from medallion_nb import NotebookRunError, ProjectError, load_project
+from medallion_nb.runner import (
+    NotebookEngine,
+    NotebookTask,
+    RunObserver,
+    check_run_id,
+    load_record,
+    new_run_id,
+    notebook_parameters,
+    parse_parameter,
+    parse_value,
+    run_pipeline,
+)
+from medallion_nb.runner.record import LayerRecord, NotebookRecord, RunRecord, tables_from_write_log
+from medallion_nb.runner.run import duration_seconds
+
+# -- parameters and run ids (no kernels) -----------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("true", True), ("FALSE", False), ("42", 42), ("-3", -3), ("0", 0), ("2.5", 2.5), ("1e3", 1000.0),
+    ("2026-01-05", "2026-01-05"), ("007", "007"), ("hello world", "hello world"), ("", ""), ("nan", "nan"),
+])
+def test_parameter_values_are_typed(text, value):
+    parsed = parse_value(text)
+    assert parsed == value
+    assert type(parsed) is type(value)
+
+
+def test_parameters_need_a_name_and_an_equals_sign():
+    assert parse_parameter("run_date=2026-01-05") == ("run_date", "2026-01-05")
+    assert parse_parameter("query=a=b") == ("query", "a=b")
+    with pytest.raises(ValueError, match=r"parameter 'limit': expected name=value"):
+        parse_parameter("limit")
+    with pytest.raises(ValueError, match=r"'2x' is not a valid parameter name"):
+        parse_parameter("2x=1")
+
+
+def test_notebook_parameters_layer_runner_values_project_defaults_and_overrides(tmp_path):
+    root = write_project(tmp_path / "p", "name: p\nlayers:\n  - name: bronze\n    notebook: b.ipynb\n"
+                         "parameters:\n  greeting: hi\n  run_date: '2026-01-01'\n",
+                         {"b.ipynb": notebook_text()})
+    project = load_project(root)
+    params = notebook_parameters(project, "r1", {"full_refresh": True, "extra": 3})
+    assert params == {"project_dir": str(root.resolve()), "run_id": "r1", "run_date": "2026-01-01",
+                      "full_refresh": True, "greeting": "hi", "extra": 3}
+    with pytest.raises(ValueError, match="parameter run_id is set by the runner; use --run-id"):
+        notebook_parameters(project, "r1", {"run_id": "x"})
+    with pytest.raises(ValueError, match="use --project instead of -p project_dir"):
+        notebook_parameters(project, "r1", {"project_dir": "/elsewhere"})
+    with pytest.raises(ValueError, match=r"run_date: '2026-13-01' is not an ISO date"):
+        notebook_parameters(project, "r1", {"run_date": "2026-13-01"})
+    with pytest.raises(ValueError, match=r"run_date: 20260101 is not an ISO date"):
+        notebook_parameters(project, "r1", {"run_date": 20260101})
+    with pytest.raises(ValueError, match="full_refresh: expected true or false, got 'yes'"):
+        notebook_parameters(project, "r1", {"full_refresh": "yes"})
+
+
+def test_run_ids_are_timestamps_with_a_suffix_and_safe_folder_names():
+    first = new_run_id(datetime(2026, 11, 21, 6, 15, tzinfo=UTC))
+    assert first.startswith("20261121T061500Z-")
+    assert len(first) == len("20261121T061500Z-") + 4
+    assert len({new_run_id() for _ in range(50)}) > 45
+    assert check_run_id("nightly-2026.01_05") == "nightly-2026.01_05"
+    for bad in ("", "..", "../x", "a/b", "-x", "a b", "x" * 129):
+        with pytest.raises(ValueError, match="is not a safe folder name"):
+            check_run_id(bad)
+
+
+def test_layer_timeouts_are_iso_durations():
+    assert duration_seconds("PT30M") == 1800
+    assert duration_seconds("P1DT2H3M4S") == 93784
+    assert duration_seconds("soon") is None
+
+
+def test_write_log_lines_fold_into_one_entry_per_table():
+    entries = [
+        {"table": "silver.a", "mode": "replace", "rows": 5, "total_rows": 5, "version": 0},
+        {"table": "silver.b", "mode": "append", "rows": 2, "total_rows": 9, "version": 4},
+        {"table": "silver.a", "mode": "append", "rows": 3, "total_rows": 8, "version": 1},
+    ]
+    a, b = tables_from_write_log(entries, "nb/x.ipynb")
+    assert (a.table, a.mode, a.rows, a.total_rows, a.version, a.writes) == ("silver.a", "append", 8, 8, 1, 2)
+    assert (b.table, b.rows, b.notebook) == ("silver.b", 2, "nb/x.ipynb")
+
+
+def test_the_run_record_is_replaced_atomically(tmp_path):
+    layer = LayerRecord("bronze", [NotebookRecord("b.ipynb", "runs/r/bronze/b.ipynb", tmp_path / "none.jsonl")])
+    record = RunRecord("r", "p", tmp_path, tmp_path / "runs" / "r", {"run_id": "r"}, [layer])
+    record.save()
+    layer.status = "succeeded"
+    path = record.save()
+    assert [p.name for p in path.parent.iterdir()] == ["run.json"]  # no temporary file left behind
+    assert load_record(path.parent)["layers"][0]["status"] == "succeeded"
+
+
+def test_a_used_run_id_or_a_bad_layer_is_refused_before_anything_runs(tmp_path):
+    project = load_project(three_layer_project(tmp_path / "tiny"))
+    (project.runs / "taken").mkdir(parents=True)
+    with pytest.raises(ValueError, match=r"run id 'taken' was used before: .*taken exists"):
+        run_pipeline(project, run_id="taken")
+    with pytest.raises(ProjectError, match="no layer 'platinum'"):
+        run_pipeline(project, layers=["platinum"])
+    assert [p.name for p in project.runs.iterdir()] == ["taken"]
+
+
+# -- real runs --------------------------------------------------------------------------
+
+
+class Events(RunObserver):
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def layer_started(self, index, total, layer):
+        self.events.append(f"start {index}/{total} {layer.name}")
+
+    def layer_finished(self, index, total, layer):
+        self.events.append(f"end {index}/{total} {layer.name} {layer.status}")
+
+    def run_finished(self, record):
+        self.events.append(f"finished {record.status}")
+
+
+@pytest.mark.notebook
+def test_a_run_executes_layers_in_order_and_records_what_they_wrote(tmp_path):
+    project = load_project(three_layer_project(tmp_path / "tiny"))
+    events = Events()
+    record = run_pipeline(project, run_id="r1", observer=events)
+
+    assert events.events == ["start 1/3 bronze", "end 1/3 bronze succeeded", "start 2/3 silver",
+                             "end 2/3 silver succeeded", "start 3/3 gold", "end 3/3 gold succeeded",
+                             "finished succeeded"]
+    run_dir = project.runs / "r1"
+    saved = json.loads((run_dir / "run.json").read_text())
+    assert saved == record.to_dict()
+    assert (saved["run_id"], saved["project"], saved["status"]) == ("r1", "tiny", "succeeded")
+    assert saved["started"] <= saved["finished"]
+    layers = saved["layers"]
+    assert [layer["name"] for layer in layers] == ["bronze", "silver", "gold"]
+    assert layers[0]["started"] <= layers[1]["started"] <= layers[2]["started"]
+    assert all(layer["status"] == "succeeded" and layer["duration_s"] > 0 for layer in layers)
+    tables = {t["table"]: (t["rows"], t["total_rows"], t["version"]) for layer in layers for t in layer["tables"]}
+    assert tables == {"bronze.numbers": (10, 10, 0), "silver.numbers": (10, 10, 0), "silver.evens": (5, 5, 0),
+                      "gold.total": (1, 1, 0)}
+    assert layers[1]["notebooks"] == [{"notebook": "notebooks/silver.ipynb",
+                                       "output": "runs/r1/silver/silver.ipynb", "status": "succeeded",
+                                       "duration_s": layers[1]["notebooks"][0]["duration_s"], "error": None}]
+
+    # The executed copies are papermill's documents, with the injected parameters.
+    for layer in ("bronze", "silver", "gold"):
+        executed = nbformat.read(run_dir / layer / f"{layer}.ipynb", as_version=4)
+        assert executed.metadata.papermill.parameters["run_id"] == "r1"
+        injected = next(c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", []))
+        assert f'project_dir = "{project.root}"' in injected.source
+    with medallion_nb.connect(project.root) as lake:
+        assert lake.sql("select total from gold.total").fetchall() == [(90,)]
+        assert lake.info("gold.total")["last_run_id"] == "r1"
+
+
+PARAMS_NOTEBOOK = (
+    CONNECT,
+    "import os, pandas as pd\n"
+    "values = dict(project_dir=project_dir, run_id=run_id, run_date=run_date, full_refresh=full_refresh,\n"
+    "              greeting=greeting, limit=limit, ratio=ratio, verbose=verbose, extra=extra,\n"
+    "              cwd=os.getcwd(), write_log=os.environ['MEDALLION_WRITE_LOG'])\n"
+    'lake.write("bronze.params", pd.DataFrame({"name": list(values), "value": [repr(v) for v in values.values()]}))',
+)
+
+
+@pytest.mark.notebook
+def test_parameters_reach_the_notebook_with_their_types(tmp_path):
+    root = write_project(tmp_path / "params", """\
+name: params
+layers:
+  - name: bronze
+    notebook: notebooks/bronze.ipynb
+parameters:
+  greeting: hi
+  run_date: "2026-01-05"
+""", {"notebooks/bronze.ipynb": notebook_text(
+        *PARAMS_NOTEBOOK, extra_parameters='greeting = "hello"\nlimit = 1\nratio = 0.5\nverbose = False\nextra = ""')})
+    project = load_project(root)
+    params = {"limit": parse_value("5"), "ratio": parse_value("2.5"), "verbose": parse_value("true"),
+              "extra": parse_value("abc")}
+    run_pipeline(project, run_id="p1", parameters=params)
+    with medallion_nb.connect(root) as lake:
+        seen = dict(lake.sql("select name, value from bronze.params").fetchall())
+    run_dir = root.resolve() / "runs" / "p1"
+    assert seen == {
+        "project_dir": repr(str(root.resolve())), "run_id": "'p1'", "run_date": "'2026-01-05'",
+        "full_refresh": "False", "greeting": "'hi'", "limit": "5", "ratio": "2.5", "verbose": "True",
+        "extra": "'abc'", "cwd": repr(str(root.resolve() / "notebooks")),
+        "write_log": repr(str(run_dir / "bronze" / "bronze.writes.jsonl")),
+    }
+
+
+@pytest.mark.notebook
+def test_a_failing_notebook_stops_the_run_and_names_layer_cell_and_output(tmp_path):
+    failing = (CONNECT, 'lake.write("silver.numbers", "select n from bronze.numbers")',
+               "x = 1\ny = x / 0", "print('never')")
+    project = load_project(three_layer_project(tmp_path / "tiny", silver_cells=failing))
+    events = Events()
+    with pytest.raises(NotebookRunError) as err:
+        run_pipeline(project, run_id="f1", observer=events)
+
+    run_dir = project.runs / "f1"
+    message = str(err.value)
+    assert message.splitlines() == [
+        "layer 'silver' failed: notebooks/silver.ipynb, cell 4 (In [5]): ZeroDivisionError: division by zero",
+        "  failing cell starts: x = 1",
+        f"  executed notebook: {run_dir / 'silver' / 'silver.ipynb'}",
+        f"  hint: run record: {run_dir / 'run.json'}",
+    ]
+    source = nbformat.read(project.root / "notebooks" / "silver.ipynb", as_version=4)
+    assert source.cells[4].source.startswith("x = 1")  # "cell 4" is the source notebook's cell
+    assert events.events[-3:] == ["end 2/3 silver failed", "end 3/3 gold skipped", "finished failed"]
+
+    record = load_record(run_dir)
+    assert record["status"] == "failed"
+    assert record["error"].startswith("layer 'silver' failed")
+    assert [layer["status"] for layer in record["layers"]] == ["succeeded", "failed", "skipped"]
+    silver = record["layers"][1]
+    assert silver["notebooks"][0]["error"] == {"cell_index": 4, "execution_count": 5, "source": "x = 1",
+                                               "ename": "ZeroDivisionError", "evalue": "division by zero"}
+    assert [t["table"] for t in silver["tables"]] == ["silver.numbers"]  # written before the failure
+    assert record["layers"][2]["error"] == "not run: layer 'silver' did not succeed"
+
+    executed = nbformat.read(run_dir / "silver" / "silver.ipynb", as_version=4)
+    errors = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert [e.ename for e in errors] == ["ZeroDivisionError"]
+    assert not (run_dir / "gold").exists()  # gold's kernel was started ahead, then discarded
+    with medallion_nb.connect(project.root) as lake:
+        assert not lake.exists("gold.total")
+
+
+@pytest.mark.notebook
+def test_notebooks_of_one_layer_run_side_by_side(tmp_path):
+    def timed(table: str) -> str:
+        return notebook_text(
+            CONNECT, "import time\nstart = time.time()\ntime.sleep(1.5)",
+            f'lake.write("{table}", f"select {{start}} as started, {{time.time()}} as ended")')
+    root = write_project(tmp_path / "par", """\
+name: par
+layers:
+  - name: bronze
+    notebooks: [notebooks/left.ipynb, notebooks/right.ipynb]
+  - name: gold
+    notebook: notebooks/gold.ipynb
+""", {"notebooks/left.ipynb": timed("bronze.left"), "notebooks/right.ipynb": timed("bronze.right"),
+      "notebooks/gold.ipynb": notebook_text(CONNECT, 'lake.write("gold.both", "select * from bronze.left '
+                                                     'union all select * from bronze.right")')})
+    record = run_pipeline(load_project(root), run_id="par1")
+    bronze, gold = record.layers
+    assert [t.table for t in bronze.tables] == ["bronze.left", "bronze.right"]
+    assert [nb.output for nb in bronze.notebooks] == ["runs/par1/bronze/left.ipynb", "runs/par1/bronze/right.ipynb"]
+    assert [t.rows for t in gold.tables] == [2]
+    with medallion_nb.connect(root) as lake:
+        left, right = (lake.sql(f"select started, ended from bronze.{t}").fetchall()[0] for t in ("left", "right"))
+    assert left[0] < right[1], f"notebooks did not overlap: {left} {right}"
+    assert right[0] < left[1], f"notebooks did not overlap: {left} {right}"
+    assert (root / "runs/par1/bronze/left.writes.jsonl").is_file()
+    assert (root / "runs/par1/bronze/right.writes.jsonl").is_file()
+
+
+@pytest.mark.notebook
+def test_a_layer_over_its_timeout_is_stopped(tmp_path):
+    root = write_project(tmp_path / "slow", "name: slow\nlayers:\n  - name: bronze\n    notebook: nb/slow.ipynb\n"
+                         "    timeout: PT2S\n",
+                         {"nb/slow.ipynb": notebook_text("import time\ntime.sleep(60)")})
+    started = datetime.now(UTC)
+    with pytest.raises(NotebookRunError) as err:
+        run_pipeline(load_project(root), run_id="t1")
+    assert str(err.value).splitlines()[:2] == [
+        "layer 'bronze' failed: nb/slow.ipynb, cell 2 (In [3]): Timeout: still running at the layer timeout (2s); "
+        "stopped",
+        "  failing cell starts: import time"]
+    assert (datetime.now(UTC) - started).total_seconds() < 30
+    assert load_record(root / "runs" / "t1")["layers"][0]["status"] == "failed"
+
+
+@pytest.mark.notebook
+def test_a_dying_kernel_fails_its_notebook_only(tmp_path):
+    nb = tmp_path / "die.ipynb"
+    nb.write_text(notebook_text("import os\nos._exit(3)"), encoding="utf-8")
+    with NotebookEngine(preload=None) as engine:
+        (outcome,) = engine.run([NotebookTask("bronze", nb, tmp_path / "out" / "die.ipynb", {"run_id": "x"})])
+    assert outcome.status == "failed"
+    assert outcome.error is not None
+    assert (outcome.error.ename, outcome.error.evalue) == ("DeadKernelError", "Kernel died")
+    assert (outcome.error.cell_index, outcome.error.first_line) == (2, "import os")
+    assert (tmp_path / "out" / "die.ipynb").is_file()
