@@ -16,6 +16,11 @@ from medallion_nb.errors import MedallionError, NotebookRunError, ProjectError, 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
+def _add_project_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--project", type=Path, default=Path("."), metavar="DIR",
+                   help="project folder (default: the nearest folder with a medallion.yaml)")
+
+
 def _cmd_sample_data(args: argparse.Namespace) -> int:
     from medallion_nb.sampledata import SampleSpec, generate
 
@@ -60,7 +65,7 @@ def _add_kestra(sub: argparse._SubParsersAction) -> None:
                                    "schedule, retries, executed notebooks as outputs), <out>/docker-compose.yml "
                                    "(Kestra + PostgreSQL with the project mounted at /project) and <out>/Dockerfile "
                                    "(Kestra plus papermill and medallion_nb). Existing files are overwritten.")
-    p.add_argument("--project", type=Path, default=Path("."), help="project folder (default: current folder)")
+    _add_project_option(p)
     p.add_argument("--out", type=Path, help="output folder (default: <project>/kestra)")
     p.set_defaults(func=_cmd_kestra)
 
@@ -96,7 +101,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
                        description="Write every gold table as <out>/<table>.parquet and <out>/<table>.csv plus "
                                    "<out>/manifest.json (table, rows, version, run id, time, files). The folder is "
                                    "replaced as a whole once everything is written.")
-    p.add_argument("--project", type=Path, default=Path("."), help="project folder (default: current folder)")
+    _add_project_option(p)
     p.add_argument("--out", type=Path,
                    help="export folder (default: export.dir in medallion.yaml, else <project>/exports)")
     p.add_argument("--layer", help="layer to export (default: gold, else the last layer)")
@@ -144,8 +149,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                                    "run in parallel. Executed notebooks go to <runs>/<run_id>/<layer>/, the run "
                                    "record to <runs>/<run_id>/run.json. A failing notebook stops the run: later "
                                    "layers are skipped and the exit code is 1.")
-    p.add_argument("--project", type=Path, default=Path("."), metavar="DIR",
-                   help="project folder (default: the nearest folder with a medallion.yaml)")
+    _add_project_option(p)
     p.add_argument("--layer", action="append", metavar="LAYER",
                    help="run only this layer; repeat for several (they run in project order)")
     p.add_argument("-p", "--param", action="append", type=_parameter, default=[], metavar="NAME=VALUE",
@@ -178,8 +182,7 @@ def _add_dag(sub: argparse._SubParsersAction) -> None:
                                    "--out draw the Hamilton DAG: .dot needs the graphviz Python package "
                                    "(pip install 'medallion_nb[graph]'); .png, .svg and .pdf also need Graphviz's "
                                    "`dot` program.")
-    p.add_argument("--project", type=Path, default=Path("."), metavar="DIR",
-                   help="project folder (default: the nearest folder with a medallion.yaml)")
+    _add_project_option(p)
     p.add_argument("--layer", action="append", metavar="LAYER", help="plan only this layer; repeat for several")
     p.add_argument("--out", type=Path, metavar="FILE", help="write the graph to FILE (.dot, .png, .svg or .pdf)")
     p.set_defaults(func=_cmd_dag)

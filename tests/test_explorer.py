@@ -247,10 +247,9 @@ def test_a_table_deleted_meanwhile_is_reported_in_the_app(lake):
 
 
 def test_lake_explore_opens_the_explorer_on_a_table(tmp_path):
-    from tests.conftest import write_project
-
     import medallion_nb as mnb
     from medallion_nb.widgets import GoldExplorer
+    from tests.conftest import write_project
 
     root = write_project(tmp_path / "p", "name: p\nlayers: [{name: gold, notebook: nb.ipynb}]\n", {"nb.ipynb": "{}"})
     with mnb.connect(root) as lake:

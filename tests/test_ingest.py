@@ -37,7 +37,8 @@ def root(tmp_path: Path) -> Path:
         "nb.ipynb": NOTEBOOK,
         "raw/events/events_2026-01-01.csv": "id,kind\n1,a\n2,b\n",
         "raw/events/events_2026-01-02.csv": "id,kind\n3,a\n",
-        "raw/people/people_1.csv": "person_id,tier,updated_at\n1,bronze,2026-01-01 00:00:00\n2,gold,2026-01-01 00:00:00\n",
+        "raw/people/people_1.csv": "person_id,tier,updated_at\n"
+                                   "1,bronze,2026-01-01 00:00:00\n2,gold,2026-01-01 00:00:00\n",
         "raw/prices.csv": "sku,price\nA,1.50\n",
     })
 
@@ -156,7 +157,8 @@ layers: [{name: bronze, notebook: nb.ipynb}]
 sources:
   people: {path: p.csv, mode: merge, keys: [id]}
 """, {"nb.ipynb": NOTEBOOK, "p.csv": "person,tier\n1,a\n"})
-    with pytest.raises(IngestError, match=r"source people: column 'id' .* is not in the files; columns are: person, tier"):
+    with pytest.raises(IngestError, match=r"source people: column 'id' .* is not in the files; "
+                                          r"columns are: person, tier"):
         ingest(root)
 
 

@@ -99,7 +99,8 @@ def test_merge_refuses_duplicate_or_null_keys_and_leaves_the_table(lake):
 def test_a_write_that_fails_midway_leaves_the_table_unchanged(lake):
     lake.write("silver.safe", "SELECT range AS id FROM range(10)")
     # The cast fails only at row 1,500,000: earlier batches have already streamed to the table format.
-    failing = "SELECT CAST(CASE WHEN range < 1500000 THEN range::VARCHAR ELSE 'oops' END AS BIGINT) AS id FROM range(2000000)"
+    failing = ("SELECT CAST(CASE WHEN range < 1500000 THEN range::VARCHAR ELSE 'oops' END AS BIGINT) AS id "
+               "FROM range(2000000)")
     with pytest.raises(LakeError, match=r"write to silver.safe \(replace\) failed; the table is unchanged"):
         lake.write("silver.safe", failing)
     assert rows(lake, "SELECT count(*) FROM silver.safe") == [(10,)]
@@ -124,7 +125,7 @@ def test_types_delta_cannot_store_are_converted(lake):
 
 
 def test_bad_names_and_modes_are_clear_errors(lake):
-    with pytest.raises(LakeError, match="must be <layer>.<table>"):
+    with pytest.raises(LakeError, match=r"must be <layer>\.<table>"):
         lake.write("orders", "SELECT 1 AS a")
     with pytest.raises(LakeError, match=r"'platinum' is not a layer of this project \(layers: bronze, silver, gold\)"):
         lake.write("platinum.x", "SELECT 1 AS a")

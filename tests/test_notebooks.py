@@ -30,7 +30,8 @@ def test_every_notebook_runs_clean_with_its_defaults(demo_project: Path):
         cwd=demo_project, capture_output=True, text=True, timeout=900,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert " passed" in result.stdout and "failed" not in result.stdout
+    assert " passed" in result.stdout
+    assert "failed" not in result.stdout
     # The notebooks wrote to the temporary project's lake, never to the repository's.
     assert (demo_project / "data" / "lake" / "gold").is_dir()
 
@@ -51,5 +52,6 @@ def test_notebooks_follow_the_contract(name: str):
     assert any(c["cell_type"] == "markdown" for c in book["cells"]), "markdown explains the notebook"
     for cell in code:
         text = "".join(cell["source"])
-        assert "\ndef " not in f"\n{text}" and "\nclass " not in f"\n{text}", "logic lives in medallion_nb/"
+        assert "\ndef " not in f"\n{text}", "logic lives in medallion_nb/"
+        assert "\nclass " not in f"\n{text}", "logic lives in medallion_nb/"
     assert book["metadata"]["kernelspec"]["name"] == "python3"

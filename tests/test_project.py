@@ -22,7 +22,8 @@ def test_demo_project_loads_into_typed_objects():
     orders = project.source("orders")
     assert (orders.mode, orders.keys, orders.date_in_name) == ("append", ("order_id",), True)
     assert project.source("customers").cursor == "updated_at"
-    assert project.schedule is not None and project.schedule.cron == "0 6 * * *"
+    assert project.schedule is not None
+    assert project.schedule.cron == "0 6 * * *"
 
 
 def test_relative_paths_resolve_against_the_project_not_the_cwd(tmp_path: Path, monkeypatch):
@@ -106,7 +107,7 @@ def test_project_root_is_found_from_a_subfolder(tmp_path: Path):
 
 
 def test_no_project_anywhere_is_a_clear_error(tmp_path: Path):
-    with pytest.raises(ProjectError, match="no medallion.yaml") as info:
+    with pytest.raises(ProjectError, match=r"no medallion\.yaml") as info:
         find_project_root(tmp_path)
     assert "medallion-nb init" in str(info.value)
 
