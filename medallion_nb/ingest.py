@@ -10,6 +10,7 @@ crash before the commit leaves both unchanged, and a retry reads the same files.
 
 from __future__ import annotations
 
+import csv
 import glob
 import html
 import json
@@ -32,6 +33,11 @@ STATE_KEY = METADATA_PREFIX + "ingest_state"
 LINEAGE_COLUMNS = ("_ingested_at", "_source_file", "_run_id")
 _DATE_IN_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})")
 _READERS = {"csv": "read_csv", "parquet": "read_parquet", "json": "read_json_auto"}
+_CSV_DEFAULTS = {"all_varchar": True, "header": True, "delim": ","}
+# DuckDB error kinds that mean a source file could not be parsed.
+_READ_ERRORS = ("CSV Error", "Invalid Input Error", "Conversion Error")
+_ERROR_FILE = re.compile(r"^\s*file = (.+)$", re.MULTILINE)
+_ERROR_LINE = re.compile(r"CSV Error on Line: (\d+)")
 
 
 @dataclass(frozen=True)
@@ -148,6 +154,11 @@ def _ingest(lake: Lakehouse, source: Source, due: date | None, full_refresh: boo
         result = lake.write(table, rel, mode=mode, key=source.keys or None,
                             metadata={STATE_KEY: json.dumps(new_state, sort_keys=True)})
     except LakeError as exc:
+        cause = str(exc.__cause__ or "")
+        if any(kind in cause for kind in _READ_ERRORS):
+            # Rows are parsed while they stream into the table, so a malformed
+            # line surfaces here rather than when the files are opened.
+            raise _unreadable(source, to_read, cause, lake.project.root) from exc
         raise IngestError(f"source {source.name}: {exc.message}", hint=exc.hint) from exc
     return IngestResult(source.name, table, source.mode, tuple(to_read), result.rows, not_yet, result)
 
@@ -205,12 +216,22 @@ def _read(lake: Lakehouse, source: Source, paths: list[str]) -> duckdb.DuckDBPyR
     root = lake.project.root.resolve()
     absolute = [str(root / p) if not Path(p).is_absolute() else p for p in paths]
     options = dict(source.options)
+    union = True
     if source.format == "csv":
         # Pin the dialect: when a file has a broken line, DuckDB's sniffer would
         # otherwise fall back to reading each whole line as one column.
-        options.setdefault("all_varchar", True)
-        options.setdefault("header", True)
-        options.setdefault("delim", ",")
+        for key, value in _CSV_DEFAULTS.items():
+            options.setdefault(key, value)
+        columns = _same_csv_header(absolute) if options == _CSV_DEFAULTS else None
+        if columns:
+            # Every file has the same header and every column is text: nothing is
+            # left to sniff. Sniffing and union_by_name cost more than parsing the
+            # rows themselves when there are many files.
+            union = False
+            options.update(quote='"', escape='"', auto_detect=False,
+                           columns={name: "VARCHAR" for name in columns})
+    if union:
+        options["union_by_name"] = True
     opts = "".join(f", {k} = {_option(v)}" for k, v in options.items())
     file_list = ", ".join("'" + p.replace("'", "''") + "'" for p in absolute)
     prefix = str(root) + "/"
@@ -220,7 +241,7 @@ def _read(lake: Lakehouse, source: Source, paths: list[str]) -> duckdb.DuckDBPyR
         f"TIMESTAMPTZ '{ingested_at}' AS _ingested_at, "
         f"CASE WHEN starts_with(__file, {_option(prefix)}) THEN __file[{len(prefix) + 1}:] ELSE __file END "
         f"AS _source_file, {_option(lake.run_id)} AS _run_id "
-        f"FROM {_READERS[source.format]}([{file_list}], filename = '__file', union_by_name = true{opts})"
+        f"FROM {_READERS[source.format]}([{file_list}], filename = '__file'{opts})"
     )
     try:
         rel = lake.con.sql(sql)
@@ -234,8 +255,39 @@ def _read(lake: Lakehouse, source: Source, paths: list[str]) -> duckdb.DuckDBPyR
                                   f"is not in the files; columns are: {', '.join(rel.columns)}")
         return rel
     except duckdb.Error as exc:
-        raise IngestError(f"source {source.name}: cannot read {source.format} files "
-                          f"({', '.join(paths[:3])}{' ...' if len(paths) > 3 else ''}): {exc}") from exc
+        raise _unreadable(source, paths, str(exc), root) from exc
+
+
+def _unreadable(source: Source, paths: list[str], detail: str, root: Path | None = None) -> IngestError:
+    where = ""
+    found = _ERROR_FILE.search(detail)
+    if found:
+        # Name the failing file (and line) first: DuckDB puts it at the end of a long message.
+        path = found.group(1).strip()
+        if root is not None and path.startswith(str(root.resolve()) + "/"):
+            path = path[len(str(root.resolve())) + 1:]
+        line = _ERROR_LINE.search(detail)
+        where = f"{path}{f' line {line.group(1)}' if line else ''}: "
+    return IngestError(f"source {source.name}: cannot read {source.format} files "
+                       f"({', '.join(paths[:3])}{' ...' if len(paths) > 3 else ''}): {where}{detail}")
+
+
+def _same_csv_header(paths: list[str]) -> list[str] | None:
+    """The column names if every file's header line names the same columns; else None."""
+    first: list[str] | None = None
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8-sig", newline="") as fh:
+                header = next(csv.reader(fh), None)
+        except (OSError, UnicodeDecodeError, csv.Error):
+            return None
+        if not header or any(not name.strip() for name in header) or len(set(header)) != len(header):
+            return None
+        if first is None:
+            first = header
+        elif header != first:
+            return None
+    return first
 
 
 def _past_cursor(lake: Lakehouse, source: Source, rel: duckdb.DuckDBPyRelation,

@@ -24,7 +24,9 @@ from medallion_nb.project import Project, load_project
 from medallion_nb.reporting import report_write
 from medallion_nb.storage import METADATA_PREFIX, WRITE_MODES, Snapshot, TableStore, WriteResult
 
-BATCH_ROWS = 1_000_000
+# Rows per Arrow batch streamed from DuckDB to the Delta writer: DuckDB's row-group size.
+# Bigger batches are no faster and hold more memory while two are in flight.
+BATCH_ROWS = 122_880
 MEMORY_LIMIT_ENV = "MEDALLION_MEMORY_LIMIT"
 THREADS_ENV = "MEDALLION_THREADS"
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -413,6 +415,21 @@ class Lakehouse:
         except duckdb.Error as exc:
             raise LakeError(f"split failed: {exc}") from exc
         return tagged.over(self.con.table(temp))
+
+    def latest(self, data: Any, *, key: str | Sequence[str], order_by: str) -> duckdb.DuckDBPyRelation:
+        """The latest row per key of a table or relation, e.g. the last delivery of each order.
+
+        Same rows as ``QUALIFY row_number() OVER (PARTITION BY key ORDER BY order_by) = 1``,
+        but only duplicated keys are sorted; see :func:`medallion_nb.dedupe.latest`.
+
+        Raises:
+            LakeError: an unknown table or key column, or SQL DuckDB rejects.
+        """
+        from medallion_nb.dedupe import latest
+
+        rel = self.table(data) if isinstance(data, str) and "." in data and " " not in data.strip() \
+            else self.relation(data)
+        return latest(rel, (key,) if isinstance(key, str) else tuple(key), order_by)
 
     def write_split(self, data: Any, rules: Mapping[str, str], *, good: str, bad: str,
                     good_columns: str = "*", bad_columns: str = "*", mode: str = "replace") -> Any:

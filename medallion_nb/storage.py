@@ -10,6 +10,8 @@ not referenced by the log and are removed by ``vacuum``).
 from __future__ import annotations
 
 import json
+import queue
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,7 +201,13 @@ class TableStore:
 
 
 class _RowCounter:
-    """Passes an Arrow stream through, counting its rows."""
+    """Passes an Arrow stream through, counting its rows, one batch ahead of the writer.
+
+    A background thread pulls the next batches from the source (DuckDB
+    computing them) while the Delta writer encodes the current one; both
+    release the GIL, so producing and encoding use both cores instead of
+    taking turns. At most ``PREFETCH_BATCHES`` batches wait in between.
+    """
 
     def __init__(self, data: pa.RecordBatchReader) -> None:
         self.data = data
@@ -209,9 +217,55 @@ class _RowCounter:
         return pa.RecordBatchReader.from_batches(self.data.schema, self._batches())
 
     def _batches(self) -> Iterator[pa.RecordBatch]:
-        for batch in self.data:
+        for batch in _prefetch(self.data, PREFETCH_BATCHES):
             self.rows += batch.num_rows
             yield batch
+
+
+PREFETCH_BATCHES = 2
+_DONE = object()
+
+
+def _prefetch(source: Iterator[pa.RecordBatch] | pa.RecordBatchReader, depth: int) -> Iterator[pa.RecordBatch]:
+    """Iterate ``source`` in a background thread, ``depth`` items ahead; its errors are re-raised here."""
+    items: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in source:
+                while not stop.is_set():
+                    try:
+                        items.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            items.put(_DONE)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            items.put(exc)
+
+    worker = threading.Thread(target=produce, name="medallion-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = items.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        # The writer stopped early (an error): let the producer finish, then
+        # wait for it, so the source is never read from two threads.
+        stop.set()
+        while worker.is_alive():
+            try:
+                items.get(timeout=0.1)
+            except queue.Empty:
+                continue
+        worker.join()
 
 
 def _snapshot(table: DeltaTable) -> Snapshot:

@@ -1,0 +1,136 @@
+"""Write passing rows to one table and quarantined rows to another, in one pass.
+
+``lake.split`` computes the tagged rows into a temporary table so both halves
+can be looked at and written; on a big fact that table is the whole input, in
+memory. :func:`write_split` streams instead: DuckDB computes the tagged rows
+once, each Arrow batch is divided in two, the passing rows (projected) stream
+straight into their Delta commit and the quarantined rows — normally few — are
+kept and committed to their table afterwards. The input is computed once and
+never staged, so the good and the bad side always come from the same rows.
+"""
+
+from __future__ import annotations
+
+import html
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from medallion_nb.errors import LakeError
+from medallion_nb.lakehouse import BATCH_ROWS, storable_columns
+from medallion_nb.quality import REASON_COLUMN, split
+from medallion_nb.storage import WriteResult
+
+if TYPE_CHECKING:
+    from medallion_nb.lakehouse import Lakehouse
+
+SPLIT_MODES = ("replace", "append")
+_BATCH = "__split_batch"
+
+
+@dataclass(frozen=True)
+class SplitResult:
+    """The two writes of a split, and how many rows each rule sent to quarantine."""
+
+    good: WriteResult
+    bad: WriteResult
+    counts: dict[str, int]
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def __str__(self) -> str:
+        lines = [str(self.good), str(self.bad)]
+        lines += [f"  {n:>12,}  {reason}" for reason, n in self.counts.items()]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        rows = "".join(f"<tr><td>{html.escape(reason)}</td><td style='text-align:right'>{n:,}</td></tr>"
+                       for reason, n in self.counts.items())
+        return (f"<b>{html.escape(self.good.table)}</b>: {self.good.rows:,} rows passed; "
+                f"<b>{html.escape(self.bad.table)}</b>: {self.bad.rows:,} rows quarantined"
+                f"<table><tr><th>reason</th><th>rows</th></tr>{rows}</table>")
+
+
+def write_split(lake: Lakehouse, rel: duckdb.DuckDBPyRelation, rules: Mapping[str, str], *, good: str, bad: str,
+                good_columns: str = "*", bad_columns: str = "*", mode: str = "replace") -> SplitResult:
+    """Write the rows of ``rel`` that break no rule to ``good``, the others to ``bad``.
+
+    Each rule is SQL that is true for a row that must be quarantined (as in
+    :func:`medallion_nb.quality.split`). ``good_columns`` and ``bad_columns``
+    are the select lists written to each table; ``bad_columns`` can name
+    ``_quarantine_reason`` (the rules a row broke, "; "-separated).
+
+    Raises:
+        LakeError: a bad table name or mode, a projection DuckDB rejects, or a
+            failed write (a table whose commit failed is unchanged).
+    """
+    if mode not in SPLIT_MODES:
+        raise LakeError(f"write_split to {good} and {bad}: mode {mode!r} is not one of {', '.join(SPLIT_MODES)}")
+    for name in (good, bad):
+        lake._split(name)
+    # Types Delta cannot store (HUGEINT, ...) are cast before they reach Arrow, as lake.write does.
+    tagged = lake._storable(split(rel, rules).all, good)
+    try:
+        reader = tagged.to_arrow_reader(BATCH_ROWS)
+    except duckdb.Error as exc:
+        raise LakeError(f"write_split to {good} and {bad}: query failed: {exc}") from exc
+    # A second connection to the same database projects each batch while the
+    # first one is still streaming the tagged rows.
+    cur = lake.con.cursor()
+    try:
+        good_sql = _projection(cur, reader.schema, good_columns, f"{REASON_COLUMN} IS NULL", good,
+                               exclude=REASON_COLUMN)
+        bad_sql = _projection(cur, reader.schema, bad_columns, f"{REASON_COLUMN} IS NOT NULL", bad)
+        good_schema = cur.sql(good_sql).to_arrow_table().schema
+        bad_schema = cur.sql(bad_sql).to_arrow_table().schema
+        counts: Counter[str] = Counter()
+        quarantined: list[pa.Table] = []
+
+        def passing() -> Iterator[pa.RecordBatch]:
+            for batch in reader:
+                reasons = batch.column(REASON_COLUMN)
+                cur.register(_BATCH, batch)
+                failing = batch.num_rows - reasons.null_count
+                counts["passed"] += reasons.null_count
+                if failing:
+                    for item in pc.value_counts(reasons.drop_null()).to_pylist():
+                        counts[item["values"]] += item["counts"]
+                    quarantined.append(_fetch(cur, bad_sql, bad_schema))
+                if reasons.null_count:
+                    yield from _fetch(cur, good_sql, good_schema).to_batches()
+
+        good_result = lake._commit(good, pa.RecordBatchReader.from_batches(good_schema, passing()),
+                                   mode=mode)
+        bad_result = lake._commit(bad, pa.RecordBatchReader.from_batches(
+            bad_schema, [b for t in quarantined for b in t.to_batches()]), mode=mode)
+    except duckdb.Error as exc:
+        raise LakeError(f"write_split to {good} and {bad} failed: {exc}") from exc
+    finally:
+        cur.close()
+    ordered = dict(sorted(counts.items(), key=lambda item: (item[0] != "passed", -item[1], item[0])))
+    return SplitResult(good_result, bad_result, ordered)
+
+
+def _projection(cur: duckdb.DuckDBPyConnection, schema: pa.Schema, columns: str, where: str, table: str,
+                exclude: str | None = None) -> str:
+    """The SQL that projects one batch for ``table``, with the casts Delta needs."""
+    cur.register(_BATCH, schema.empty_table())
+    rows = f"(SELECT * EXCLUDE ({exclude}) FROM {_BATCH} WHERE {where})" if exclude else \
+        f"(SELECT * FROM {_BATCH} WHERE {where})"
+    sql = f"SELECT {columns} FROM {rows}"
+    try:
+        casts = storable_columns(cur.sql(sql), table)
+    except duckdb.Error as exc:
+        raise LakeError(f"write_split: the columns for {table} are not valid: {exc}") from exc
+    return f"SELECT {', '.join(casts)} FROM ({sql})" if casts else sql
+
+
+def _fetch(cur: duckdb.DuckDBPyConnection, sql: str, schema: pa.Schema) -> pa.Table:
+    table = cur.sql(sql).to_arrow_table()
+    return table if table.schema == schema else table.cast(schema)

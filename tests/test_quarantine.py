@@ -1,0 +1,137 @@
+"""One-pass quarantine writes (lake.write_split) and the latest row per key (lake.latest)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+import medallion_nb as mnb
+import medallion_nb.lakehouse as lakehouse_module
+from medallion_nb.errors import LakeError
+from medallion_nb.storage import _prefetch
+from tests.conftest import write_project
+
+DATA = """
+SELECT * FROM (VALUES
+    (1, 'placed',  2,    'a'),
+    (2, 'shipped', NULL, 'b'),
+    (3, 'lost',    5,    'c'),
+    (4, 'placed',  -1,   NULL),
+    (5, 'shipped', 3,    'e')
+) t(id, status, qty, code)
+"""
+RULES = {
+    "missing qty": "qty IS NULL",
+    "negative qty": "qty < 0",
+    "unknown status": "status NOT IN ('placed', 'shipped')",
+    "missing code": "code IS NULL",
+}
+
+
+@pytest.fixture
+def lake(tmp_path: Path):
+    root = write_project(tmp_path / "p", "name: p\nlayers: [{name: bronze, notebook: nb.ipynb}, "
+                                         "{name: silver, notebook: nb.ipynb}]\n", {"nb.ipynb": "{}"})
+    with mnb.connect(root) as handle:
+        handle.write("bronze.orders", DATA)
+        yield handle
+
+
+def test_write_split_writes_both_sides_in_one_pass(lake):
+    result = lake.write_split("SELECT * FROM bronze.orders", RULES, good="silver.orders",
+                              good_columns="id, qty * 10 AS qty10, sum(qty) OVER () AS total",
+                              bad="silver.quarantine", bad_columns="id, _quarantine_reason")
+    assert lake.table("silver.orders").order("id").fetchall() == [(1, 20, 5), (5, 30, 5)]
+    assert lake.table("silver.quarantine").order("id").fetchall() == [
+        (2, "missing qty"), (3, "unknown status"), (4, "negative qty; missing code")]
+    assert (result.good.rows, result.bad.rows) == (2, 3)
+    assert result.counts == {"passed": 2, "missing qty": 1, "negative qty; missing code": 1, "unknown status": 1}
+    assert [w.table for w in lake.writes[-2:]] == ["silver.orders", "silver.quarantine"]
+    assert "silver.quarantine: replace 3 rows" in str(result)
+
+
+def test_write_split_matches_split_then_write(lake):
+    checked = lake.split("SELECT * FROM bronze.orders", RULES)
+    lake.write_split("SELECT * FROM bronze.orders", RULES, good="silver.good", bad="silver.bad")
+    assert lake.table("silver.good").order("id").fetchall() == checked.good.order("id").fetchall()
+    assert lake.table("silver.bad").order("id").fetchall() == checked.bad.order("id").fetchall()
+    assert lake.table("silver.bad").columns[-1] == "_quarantine_reason"
+
+
+def test_write_split_streams_many_batches_and_casts_for_delta(lake, monkeypatch):
+    monkeypatch.setattr(lakehouse_module, "BATCH_ROWS", 1000)
+    monkeypatch.setattr("medallion_nb.quarantine.BATCH_ROWS", 1000)
+    result = lake.write_split("SELECT range AS id, range::HUGEINT AS big FROM range(10000)", {"odd": "id % 2 = 1"},
+                              good="silver.even", bad="silver.odd", bad_columns="id")
+    assert (result.good.rows, result.bad.rows) == (5000, 5000)
+    assert [str(t) for t in lake.table("silver.even").types] == ["BIGINT", "BIGINT"]  # HUGEINT stored as BIGINT
+    assert lake.sql("SELECT count(*), sum(id) FROM silver.odd").fetchall() == [(5000, 25000000)]
+
+
+def test_write_split_appends_and_keeps_empty_sides(lake):
+    lake.write_split("SELECT * FROM bronze.orders WHERE id = 1", RULES, good="silver.good", bad="silver.bad")
+    again = lake.write_split("SELECT * FROM bronze.orders WHERE id = 5", RULES, good="silver.good",
+                             bad="silver.bad", mode="append")
+    assert again.good.total_rows == 2
+    assert again.bad.rows == 0
+    assert lake.count("silver.bad") == 0
+    assert lake.table("silver.bad").columns == ["id", "status", "qty", "code", "_quarantine_reason"]
+
+
+def test_write_split_errors_name_the_problem(lake):
+    with pytest.raises(LakeError, match=r"mode 'merge' is not one of replace, append"):
+        lake.write_split("SELECT * FROM bronze.orders", RULES, good="silver.a", bad="silver.b", mode="merge")
+    with pytest.raises(LakeError, match=r"'gold' is not a layer"):
+        lake.write_split("SELECT * FROM bronze.orders", RULES, good="gold.a", bad="silver.b")
+    with pytest.raises(LakeError, match=r"the columns for silver.a are not valid: .*nope"):
+        lake.write_split("SELECT * FROM bronze.orders", RULES, good="silver.a", bad="silver.b", good_columns="nope")
+    assert not lake.exists("silver.a")
+
+
+def test_latest_keeps_the_first_row_per_key_by_the_order(lake):
+    rows = lake.sql("""SELECT * FROM (VALUES (1, 'old', 1), (1, 'new', 2), (2, 'only', 1), (NULL, 'x', 1),
+                                             (NULL, 'y', 3), (3, 'a', 5), (3, 'b', 5)) t(k, v, n)""")
+    latest = lake.latest(rows, key="k", order_by="n DESC, v DESC")
+    assert sorted(latest.fetchall(), key=str) == [(1, "new", 2), (2, "only", 1), (3, "b", 5), (None, "y", 3)]
+    window = rows.query("r", "SELECT * FROM r QUALIFY row_number() OVER (PARTITION BY k ORDER BY n DESC, v DESC) = 1")
+    assert sorted(latest.fetchall(), key=str) == sorted(window.fetchall(), key=str)
+
+
+def test_latest_on_a_table_with_two_keys(lake):
+    lake.write("bronze.events", "SELECT * FROM (VALUES ('a', 1, 10), ('a', 1, 11), ('a', 2, 5)) t(s, d, v)")
+    assert sorted(lake.latest("bronze.events", key=["s", "d"], order_by="v DESC").fetchall()) == [
+        ("a", 1, 11), ("a", 2, 5)]
+    with pytest.raises(LakeError, match=r"latest: key nope is not a column \(columns: s, d, v\)"):
+        lake.latest("bronze.events", key="nope", order_by="v")
+
+
+def test_prefetch_passes_items_and_errors_through():
+    assert list(_prefetch(iter(range(10)), 2)) == list(range(10))
+
+    def broken():
+        yield pa.record_batch([pa.array([1])], names=["a"])
+        raise ValueError("source broke")
+
+    stream = _prefetch(broken(), 2)
+    assert next(stream).num_rows == 1
+    with pytest.raises(ValueError, match="source broke"):
+        next(stream)
+
+
+def test_prefetch_stops_the_producer_when_the_consumer_stops():
+    pulled = []
+
+    def endless():
+        n = 0
+        while True:
+            pulled.append(n)
+            yield n
+            n += 1
+
+    stream = _prefetch(endless(), 2)
+    assert [next(stream) for _ in range(3)] == [0, 1, 2]
+    stream.close()
+    count = len(pulled)
+    assert count <= 3 + 2 + 2  # consumed, queued, and at most one in the producer's hands
