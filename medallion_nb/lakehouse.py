@@ -117,10 +117,12 @@ class Lakehouse:
         # than the memory limit fails ("Failed to create directory") instead of spilling.
         spill.parent.mkdir(parents=True, exist_ok=True)
         config: dict[str, Any] = {"temp_directory": str(spill)}
-        memory_limit = memory_limit or os.environ.get(MEMORY_LIMIT_ENV)
+        # An explicit argument wins, then the environment, then medallion.yaml's duckdb: section.
+        memory_limit = memory_limit or os.environ.get(MEMORY_LIMIT_ENV) or project.duckdb.memory_limit
         if memory_limit:
             config["memory_limit"] = memory_limit
-        threads = threads or (int(os.environ[THREADS_ENV]) if os.environ.get(THREADS_ENV) else None)
+        threads = threads or (int(os.environ[THREADS_ENV]) if os.environ.get(THREADS_ENV) else None) \
+            or project.duckdb.threads
         if threads:
             config["threads"] = threads
         try:
@@ -476,9 +478,11 @@ def connect(
         project_dir: the project folder (or any folder inside it).
         run_id: recorded with every write (the runner passes the run's id).
         notebook: recorded with every write, to tell which notebook wrote it.
-        memory_limit: DuckDB memory limit such as ``"1GB"`` (default: DuckDB's,
-            or ``MEDALLION_MEMORY_LIMIT``); larger work spills to disk.
-        threads: DuckDB threads (default: all cores, or ``MEDALLION_THREADS``).
+        memory_limit: DuckDB memory limit such as ``"1GB"``; larger work spills to
+            disk. Default: ``MEDALLION_MEMORY_LIMIT``, else ``duckdb.memory_limit``
+            in medallion.yaml, else DuckDB's own (80% of RAM).
+        threads: DuckDB threads. Default: ``MEDALLION_THREADS``, else
+            ``duckdb.threads`` in medallion.yaml, else all cores.
 
     Raises:
         ProjectError: the project's ``medallion.yaml`` is missing or invalid.

@@ -27,6 +27,7 @@ _PROJECT_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 _NAMESPACE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _DURATION = re.compile(r"^P(?!$)(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+S)?)?$")
 _CRON_FIELDS = (5, 6)
+_MEMORY = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
 
 Scalar = str | int | float | bool | None
 
@@ -73,6 +74,14 @@ class KestraSettings:
 
 
 @dataclass(frozen=True)
+class DuckDBSettings:
+    """Resources DuckDB may use in every notebook of the project."""
+
+    memory_limit: str | None = None
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
 class Project:
     """A medallion project: a folder with a ``medallion.yaml``."""
 
@@ -88,6 +97,7 @@ class Project:
     kestra: KestraSettings = field(default_factory=KestraSettings)
     export_dir: Path | None = None
     description: str = ""
+    duckdb: DuckDBSettings = field(default_factory=DuckDBSettings)
 
     @property
     def config_path(self) -> Path:
@@ -218,7 +228,7 @@ class _Validator:
             raw,
             "",
             ("name", "description", "namespace", "lake", "runs", "layers", "parameters", "sources",
-             "schedule", "kestra", "export"),
+             "schedule", "kestra", "export", "duckdb"),
             ("name", "layers"),
         ) if raw is not None else self._empty()
         name = None
@@ -236,6 +246,7 @@ class _Validator:
         schedule = self.schedule(top["schedule"]) if top.get("schedule") is not None else None
         kestra = self.kestra(top.get("kestra", {}))
         export_dir = self.export(top.get("export", {}))
+        duckdb_settings = self.duckdb(top.get("duckdb", {}))
         description = top.get("description", "")
         if not isinstance(description, str):
             self.problem("description", f"expected a string, got {_kind(description)}")
@@ -246,7 +257,7 @@ class _Validator:
         return Project(
             root=self.root, name=name or "", namespace=namespace or "", lake=lake, runs=runs,
             layers=layers, parameters=parameters, sources=sources, schedule=schedule,
-            kestra=kestra, export_dir=export_dir, description=description,
+            kestra=kestra, export_dir=export_dir, description=description, duckdb=duckdb_settings,
         )
 
     def _empty(self) -> dict:
@@ -372,6 +383,18 @@ class _Validator:
             image = self.string(image, "kestra.image")
         export = self.boolean(spec.get("export", False), "kestra.export")
         return KestraSettings(retries=retries, retry_interval=str(interval), image=image, export=export)
+
+    def duckdb(self, raw: Any) -> DuckDBSettings:
+        spec = self.mapping(raw, "duckdb", ("memory_limit", "threads"))
+        limit = spec.get("memory_limit")
+        if limit is not None and (not isinstance(limit, str) or not _MEMORY.match(limit.strip())):
+            self.problem("duckdb.memory_limit", f"{limit!r} is not a size such as 1GB or 512MB")
+            limit = None
+        threads = spec.get("threads")
+        if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+            self.problem("duckdb.threads", f"expected a whole number >= 1, got {threads!r}")
+            threads = None
+        return DuckDBSettings(memory_limit=limit, threads=threads)
 
     def export(self, raw: Any) -> Path | None:
         spec = self.mapping(raw, "export", ("dir",))

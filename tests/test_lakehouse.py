@@ -203,3 +203,25 @@ def test_a_missing_data_file_is_a_clear_error(lake):
     with pytest.raises(LakeError, match=r"table silver.fragile \(version 0\) cannot be read") as info:
         mnb.connect(lake.project.root)
     assert "full_refresh" in str(info.value)
+
+
+def test_duckdb_resources_come_from_the_project_unless_overridden(tmp_path: Path, monkeypatch):
+    monkeypatch.delenv("MEDALLION_MEMORY_LIMIT", raising=False)
+    root = write_project(tmp_path / "q", CONFIG + "duckdb: {memory_limit: 512MB, threads: 1}\n",
+                         {"nb.ipynb": NOTEBOOK})
+
+    def settings(**kwargs) -> tuple:
+        with mnb.connect(root, **kwargs) as handle:
+            return handle.sql("SELECT current_setting('memory_limit'), current_setting('threads')").fetchall()[0]
+
+    assert settings() == ("488.2 MiB", 1)
+    monkeypatch.setenv("MEDALLION_MEMORY_LIMIT", "256MB")
+    assert settings()[0] == "244.1 MiB"
+    assert settings(memory_limit="128MB", threads=2) == ("122.0 MiB", 2)
+
+
+def test_bad_duckdb_settings_are_config_errors(tmp_path: Path):
+    root = write_project(tmp_path / "q", CONFIG + "duckdb: {memory_limit: lots, threads: 0}\n", {"nb.ipynb": NOTEBOOK})
+    with pytest.raises(mnb.ProjectError, match=r"duckdb.memory_limit: 'lots' is not a size") as info:
+        mnb.connect(root)
+    assert "duckdb.threads: expected a whole number >= 1, got 0" in str(info.value)

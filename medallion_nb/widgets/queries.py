@@ -238,37 +238,38 @@ def count_rows(rel: duckdb.DuckDBPyRelation) -> int:
 
 # -- profile ----------------------------------------------------------------
 def profile_columns(rel: duckdb.DuckDBPyRelation, *, exact_distinct: bool = True) -> list[ColumnProfile]:
-    """Count, nulls, distinct values, min, max and mean of every column, in one aggregate query.
+    """Count, nulls, distinct values, min, max and mean of every column.
 
-    ``exact_distinct=False`` uses ``approx_count_distinct`` (HyperLogLog), much cheaper on large tables.
+    Three aggregate queries, because their costs differ by orders of magnitude:
+    counts, min and max (DuckDB answers them from Parquet statistics when the
+    relation is a plain table scan), means (one pass over the numeric columns only)
+    and distinct values (every value hashed). ``exact_distinct=False`` counts
+    distinct values with ``approx_count_distinct`` (HyperLogLog), much cheaper on
+    large tables.
     """
     types = column_types(rel)
     distinct = "count(DISTINCT {c})" if exact_distinct else "approx_count_distinct({c})"
-    exprs, layout = ["count(*)"], []
-    for name, type_id in types.items():
-        c = quote_ident(name)
-        scalar = type_id in _ORDERED
-        fields = {"count": f"count({c})"}
-        if scalar:
-            fields["distinct"] = distinct.format(c=c)
-            fields["min"] = f"min({c})"
-            fields["max"] = f"max({c})"
-        if is_numeric(type_id):
-            fields["mean"] = f"avg({c})::DOUBLE"
-        layout.append((name, type_id, list(fields)))
-        exprs.extend(fields.values())
-    row = rel.aggregate(", ".join(exprs)).fetchall()[0]
-    total, values = int(row[0]), iter(row[1:])
-    out = []
-    for name, type_id, fields in layout:
-        got = {field: next(values) for field in fields}
-        count = int(got["count"])
-        out.append(ColumnProfile(
-            column=name, type=type_id, count=count, nulls=total - count,
-            distinct=int(got["distinct"]) if "distinct" in got else None,
-            minimum=got.get("min"), maximum=got.get("max"), mean=got.get("mean"),
-        ))
-    return out
+    ordered = [name for name, type_id in types.items() if type_id in _ORDERED]
+    numeric = [name for name, type_id in types.items() if is_numeric(type_id)]
+    stats = ["count(*)"] + [f"count({quote_ident(n)})" for n in types]
+    stats += [f"{fn}({quote_ident(n)})" for n in ordered for fn in ("min", "max")]
+    row = rel.aggregate(", ".join(stats)).fetchall()[0]
+    total, counts = int(row[0]), dict(zip(types, row[1:1 + len(types)], strict=True))
+    bounds = iter(row[1 + len(types):])
+    extremes = {n: (next(bounds), next(bounds)) for n in ordered}
+    means = dict(zip(numeric, rel.aggregate(", ".join(f"avg({quote_ident(n)})::DOUBLE" for n in numeric))
+                     .fetchall()[0], strict=True)) if numeric else {}
+    distincts = dict(zip(ordered, rel.aggregate(", ".join(distinct.format(c=quote_ident(n)) for n in ordered))
+                         .fetchall()[0], strict=True)) if ordered else {}
+    return [
+        ColumnProfile(
+            column=name, type=type_id, count=int(counts[name]), nulls=total - int(counts[name]),
+            distinct=int(distincts[name]) if name in distincts else None,
+            minimum=extremes.get(name, (None, None))[0], maximum=extremes.get(name, (None, None))[1],
+            mean=means.get(name),
+        )
+        for name, type_id in types.items()
+    ]
 
 
 def top_values_relation(rel: duckdb.DuckDBPyRelation, column: str, n: int = 10) -> duckdb.DuckDBPyRelation:
