@@ -17,10 +17,7 @@ from collections.abc import Sequence
 import duckdb
 
 from medallion_nb.errors import LakeError
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+from medallion_nb.sql import quote_name
 
 
 def latest(rel: duckdb.DuckDBPyRelation, keys: Sequence[str], order_by: str) -> duckdb.DuckDBPyRelation:
@@ -41,13 +38,14 @@ def latest(rel: duckdb.DuckDBPyRelation, keys: Sequence[str], order_by: str) -> 
         raise LakeError(f"latest: key {', '.join(missing)} is not a column (columns: {', '.join(rel.columns)})")
     # Keys are compared by their 64-bit hash: a collision only sends a few more
     # rows through the window, which partitions by the real key, so the result is exact.
-    key_hash = "hash(" + ", ".join(f"r.{_q(k)}" for k in keys) + ")"
+    key_hash = "hash(" + ", ".join(f"r.{quote_name(k)}" for k in keys) + ")"
+    partition = ", ".join("r." + quote_name(k) for k in keys)
     sql = f"""
         WITH _dup AS (SELECT {key_hash} AS _h FROM _rows r GROUP BY 1 HAVING count(*) > 1)
         SELECT r.* FROM _rows r ANTI JOIN _dup d ON {key_hash} = d._h
         UNION ALL
         (SELECT r.* FROM _rows r SEMI JOIN _dup d ON {key_hash} = d._h
-         QUALIFY row_number() OVER (PARTITION BY {', '.join('r.' + _q(k) for k in keys)} ORDER BY {order_by}) = 1)
+         QUALIFY row_number() OVER (PARTITION BY {partition} ORDER BY {order_by}) = 1)
     """
     try:
         return rel.query("_rows", sql)

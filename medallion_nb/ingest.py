@@ -18,12 +18,13 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import duckdb
 
 from medallion_nb.errors import IngestError, LakeError
 from medallion_nb.project import Source
+from medallion_nb.sql import literal
 from medallion_nb.storage import METADATA_PREFIX, WriteResult
 
 if TYPE_CHECKING:
@@ -200,18 +201,6 @@ def _state(lake: Lakehouse, source: Source) -> dict[str, int]:
     return {}
 
 
-def _option(value: Any) -> str:
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{_option(str(k))}: {_option(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if value is None:
-        return "NULL"
-    return "'" + str(value).replace("'", "''") + "'"
-
-
 def _read(lake: Lakehouse, source: Source, paths: list[str]) -> duckdb.DuckDBPyRelation:
     root = lake.project.root.resolve()
     absolute = [str(root / p) if not Path(p).is_absolute() else p for p in paths]
@@ -232,15 +221,15 @@ def _read(lake: Lakehouse, source: Source, paths: list[str]) -> duckdb.DuckDBPyR
                            columns={name: "VARCHAR" for name in columns})
     if union:
         options["union_by_name"] = True
-    opts = "".join(f", {k} = {_option(v)}" for k, v in options.items())
+    opts = "".join(f", {k} = {literal(v)}" for k, v in options.items())
     file_list = ", ".join("'" + p.replace("'", "''") + "'" for p in absolute)
     prefix = str(root) + "/"
     ingested_at = datetime.now(UTC).isoformat()
     sql = (
         f"SELECT * EXCLUDE (__file), "
         f"TIMESTAMPTZ '{ingested_at}' AS _ingested_at, "
-        f"CASE WHEN starts_with(__file, {_option(prefix)}) THEN __file[{len(prefix) + 1}:] ELSE __file END "
-        f"AS _source_file, {_option(lake.run_id)} AS _run_id "
+        f"CASE WHEN starts_with(__file, {literal(prefix)}) THEN __file[{len(prefix) + 1}:] ELSE __file END "
+        f"AS _source_file, {literal(lake.run_id)} AS _run_id "
         f"FROM {_READERS[source.format]}([{file_list}], filename = '__file'{opts})"
     )
     try:

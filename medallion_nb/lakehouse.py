@@ -10,7 +10,6 @@ writes stream Arrow record batches from DuckDB into one atomic Delta commit.
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ import pyarrow as pa
 from medallion_nb.errors import LakeError
 from medallion_nb.project import Project, load_project
 from medallion_nb.reporting import report_write
+from medallion_nb.sql import IDENT, literal, quote_ident, quote_name, storable_columns
 from medallion_nb.storage import METADATA_PREFIX, WRITE_MODES, Snapshot, TableStore, WriteResult
 
 # Rows per Arrow batch streamed from DuckDB to the Delta writer: DuckDB's row-group size.
@@ -29,64 +29,7 @@ from medallion_nb.storage import METADATA_PREFIX, WRITE_MODES, Snapshot, TableSt
 BATCH_ROWS = 122_880
 MEMORY_LIMIT_ENV = "MEDALLION_MEMORY_LIMIT"
 THREADS_ENV = "MEDALLION_THREADS"
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RESERVED_SCHEMAS = {"main", "temp", "information_schema", "pg_catalog"}
-
-# DuckDB types Delta Lake cannot store, and what they are written as.
-_DELTA_CASTS = {
-    "UTINYINT": "SMALLINT",
-    "USMALLINT": "INTEGER",
-    "UINTEGER": "BIGINT",
-    "UBIGINT": "DECIMAL(20,0)",
-    "HUGEINT": "BIGINT",
-    "UHUGEINT": "DECIMAL(38,0)",
-    "TIMESTAMP_NS": "TIMESTAMP",
-    "TIMESTAMP_MS": "TIMESTAMP",
-    "TIMESTAMP_S": "TIMESTAMP",
-    "TIME": "VARCHAR",
-    "TIME WITH TIME ZONE": "VARCHAR",
-    "INTERVAL": "VARCHAR",
-    "UUID": "VARCHAR",
-    "BIT": "VARCHAR",
-}
-
-
-def quote_ident(name: str) -> str:
-    """Quote a column or table identifier after checking it is a plain name.
-
-    Raises:
-        LakeError: the name is not letters, digits and underscores.
-    """
-    if not isinstance(name, str) or not _IDENT.match(name):
-        raise LakeError(f"{name!r} is not a valid name (letters, digits and _, not starting with a digit)")
-    return f'"{name}"'
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def storable_columns(rel: duckdb.DuckDBPyRelation, name: str) -> list[str] | None:
-    """The projection that makes ``rel`` storable in Delta, or None when it already is.
-
-    Raises:
-        LakeError: a column name is not a plain name, or names repeat.
-    """
-    exprs, changed = [], False
-    for column, dtype in zip(rel.columns, rel.types, strict=True):
-        if not _IDENT.match(column):
-            raise LakeError(f"write to {name}: column name {column!r} is not a plain name; "
-                            "alias it (letters, digits and _)")
-        kind = str(dtype)
-        target = _DELTA_CASTS.get(kind) or ("VARCHAR" if kind.startswith(("ENUM", "UNION")) else None)
-        if target:
-            exprs.append(f"CAST({quote_ident(column)} AS {target}) AS {quote_ident(column)}")
-            changed = True
-        else:
-            exprs.append(quote_ident(column))
-    if len(set(c.lower() for c in rel.columns)) != len(rel.columns):
-        raise LakeError(f"write to {name}: duplicate column names in {rel.columns}")
-    return exprs if changed else None
 
 
 class Lakehouse:
@@ -167,7 +110,7 @@ class Lakehouse:
     def refresh(self) -> None:
         """Re-read the lake folder so tables written by other processes show up."""
         for layer, table in self.store.tables():
-            if layer in self.layers and _IDENT.match(table):
+            if layer in self.layers and IDENT.match(table):
                 self._register(layer, table, self.store.snapshot(layer, table))
 
     def _register(self, layer: str, table: str, snap: Snapshot) -> None:
@@ -180,9 +123,9 @@ class Lakehouse:
                                  "or rebuild the table (run its layer with full_refresh=true)") from exc
 
     def _scan_sql(self, snap: Snapshot, layer: str, table: str, suffix: str = "") -> str:
-        columns = ", ".join(quote_ident(c) if _IDENT.match(c) else f'"{c}"' for c in snap.schema.names)
+        columns = ", ".join(quote_name(c) for c in snap.schema.names)
         if snap.files:
-            files = ", ".join(_literal(f.removeprefix("file://")) for f in snap.files)
+            files = ", ".join(literal(f.removeprefix("file://")) for f in snap.files)
             return f"SELECT {columns} FROM read_parquet([{files}], union_by_name = true)"
         # An empty table still has a schema: scan an empty Arrow table of it.
         empty = f"__empty_{layer}_{table}{suffix}"

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from medallion_nb.errors import QualityError
+from medallion_nb.sql import literal, quote_name
 
 if TYPE_CHECKING:
     from medallion_nb.lakehouse import Lakehouse
@@ -98,18 +99,6 @@ class QualityReport:
         return self
 
 
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _lit(value: Any) -> str:
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, int | float):
-        return repr(value)
-    return "'" + str(value).replace("'", "''") + "'"
-
-
 def _problems(checks: Mapping[str, Any], columns: Sequence[str]) -> list[str]:
     problems = [f"unknown check {kind!r} (known: {', '.join(CHECK_KINDS)})" for kind in checks
                 if kind not in CHECK_KINDS]
@@ -129,16 +118,16 @@ def row_conditions(checks: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     """``(check, target, SQL condition true for a failing row)`` for every row-level check."""
     out = []
     for col in checks.get("not_null", []):
-        out.append(("not_null", col, f"{_q(col)} IS NULL"))
+        out.append(("not_null", col, f"{quote_name(col)} IS NULL"))
     for col, values in checks.get("accepted_values", {}).items():
-        allowed = ", ".join(_lit(v) for v in values)
-        out.append(("accepted_values", col, f"{_q(col)} IS NOT NULL AND {_q(col)} NOT IN ({allowed})"))
+        allowed = ", ".join(literal(v) for v in values)
+        out.append(("accepted_values", col, f"{quote_name(col)} IS NOT NULL AND {quote_name(col)} NOT IN ({allowed})"))
     for col, bounds in checks.get("range", {}).items():
         parts = []
         if bounds.get("min") is not None:
-            parts.append(f"{_q(col)} < {_lit(bounds['min'])}")
+            parts.append(f"{quote_name(col)} < {literal(bounds['min'])}")
         if bounds.get("max") is not None:
-            parts.append(f"{_q(col)} > {_lit(bounds['max'])}")
+            parts.append(f"{quote_name(col)} > {literal(bounds['max'])}")
         if parts:
             out.append(("range", col, " OR ".join(parts)))
     for label, expr in checks.get("sql", {}).items():
@@ -166,7 +155,7 @@ def run_checks(lake: Lakehouse, rel: duckdb.DuckDBPyRelation, checks: Mapping[st
     results = [CheckResult(kind, target, n) for (kind, target, _), n in zip(conditions, counts[1:], strict=True)]
     for item in checks.get("unique", []):
         cols = list(item) if isinstance(item, list | tuple) else [item]
-        key = ", ".join(_q(c) for c in cols)
+        key = ", ".join(quote_name(c) for c in cols)
         dupes = rel.query("_checked", f"SELECT {key}, count(*) AS n FROM _checked GROUP BY ALL "
                                       f"HAVING count(*) > 1 ORDER BY n DESC").fetchall()
         sample = ", ".join(str(d[0] if len(cols) == 1 else d[:-1]) for d in dupes[:3])
@@ -191,7 +180,7 @@ class Split:
     @property
     def good(self) -> duckdb.DuckDBPyRelation:
         """The rows that broke no rule, with the input's columns."""
-        return self.all.filter(f"{REASON_COLUMN} IS NULL").project(", ".join(_q(c) for c in self.columns))
+        return self.all.filter(f"{REASON_COLUMN} IS NULL").project(", ".join(quote_name(c) for c in self.columns))
 
     @property
     def bad(self) -> duckdb.DuckDBPyRelation:
@@ -217,7 +206,7 @@ def split(rel: duckdb.DuckDBPyRelation, rules: Mapping[str, str]) -> Split:
     """
     if not rules:
         raise QualityError("split needs at least one rule: {reason: SQL true for a bad row}")
-    flags = [f"CASE WHEN coalesce(({cond}), FALSE) THEN {_lit(reason)} END" for reason, cond in rules.items()]
+    flags = [f"CASE WHEN coalesce(({cond}), FALSE) THEN {literal(reason)} END" for reason, cond in rules.items()]
     reason = f"concat_ws('; ', {', '.join(flags)})"
     tagged = rel.query("_rows", f"SELECT *, nullif({reason}, '') AS {REASON_COLUMN} FROM _rows")
     return Split(tagged, tuple(rel.columns))

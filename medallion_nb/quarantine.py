@@ -22,8 +22,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from medallion_nb.errors import LakeError
-from medallion_nb.lakehouse import BATCH_ROWS, storable_columns
+from medallion_nb.lakehouse import BATCH_ROWS
 from medallion_nb.quality import REASON_COLUMN, split
+from medallion_nb.sql import storable_columns
 from medallion_nb.storage import WriteResult
 
 if TYPE_CHECKING:

@@ -20,7 +20,7 @@ import duckdb
 from duckdb import ColumnExpression, ConstantExpression, FunctionExpression
 
 from medallion_nb.errors import LakeError
-from medallion_nb.lakehouse import quote_ident
+from medallion_nb.sql import quote_ident
 
 OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "contains", "starts with", "in", "is null", "is not null")
 NO_VALUE_OPERATORS = ("is null", "is not null")
