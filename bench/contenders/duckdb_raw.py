@@ -11,12 +11,12 @@ Prints one line ``BENCH_RESULT {"layers": {...}}`` at the end.
 from __future__ import annotations
 
 import argparse
-import json
+import functools
 import sys
-import time
 from pathlib import Path
 
 import duckdb
+from layers import run_layers
 
 
 def _q(path: Path) -> str:
@@ -150,17 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = {"memory_limit": args.memory_limit} if args.memory_limit else {}
     con = duckdb.connect(config=config)
-    raw = args.project / "data" / "raw"
-    times = {}
-    for layer, step, source in (("bronze", bronze, raw), ("silver", silver, args.out / "bronze"),
-                                ("gold", gold, args.out / "silver")):
-        target = args.out / layer
-        target.mkdir(parents=True, exist_ok=True)
-        start = time.perf_counter()
-        step(con, source, target)
-        times[layer] = time.perf_counter() - start
-    print("BENCH_RESULT " + json.dumps({"layers": times}), flush=True)
-    return 0
+    steps = [(layer, functools.partial(step, con)) for layer, step in (("bronze", bronze), ("silver", silver),
+                                                                         ("gold", gold))]
+    return run_layers(steps, args.project / "data" / "raw", args.out)
 
 
 if __name__ == "__main__":

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import sys
-import time
 from pathlib import Path
 
 import polars as pl
+from layers import run_layers
 
 MONEY = pl.Decimal(12, 2)
 TOTAL = pl.Decimal(18, 2)
@@ -132,17 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("project", type=Path)
     parser.add_argument("out", type=Path)
     args = parser.parse_args(argv)
-    root = args.project.resolve()
-    times = {}
-    for layer, step, source in (("bronze", bronze, root), ("silver", silver, args.out / "bronze"),
-                                ("gold", gold, args.out / "silver")):
-        target = args.out / layer
-        target.mkdir(parents=True, exist_ok=True)
-        start = time.perf_counter()
-        step(source, target)
-        times[layer] = time.perf_counter() - start
-    print("BENCH_RESULT " + json.dumps({"layers": times}), flush=True)
-    return 0
+    return run_layers([("bronze", bronze), ("silver", silver), ("gold", gold)], args.project.resolve(), args.out)
 
 
 if __name__ == "__main__":
