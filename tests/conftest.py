@@ -27,6 +27,16 @@ def demo_project(tmp_path: Path) -> Path:
     return copy_demo_project(tmp_path / "shop")
 
 
+THREE_LAYERS = """
+  - name: bronze
+    notebook: notebooks/bronze.ipynb
+  - name: silver
+    notebook: notebooks/silver.ipynb
+  - name: gold
+    notebook: notebooks/gold.ipynb
+"""
+
+
 def write_project(root: Path, config: str, files: dict[str, str] | None = None) -> Path:
     """Write a small project: ``medallion.yaml`` plus any extra files (path -> text)."""
     root.mkdir(parents=True, exist_ok=True)

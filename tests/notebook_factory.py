@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
-from conftest import write_project
+from conftest import THREE_LAYERS, write_project
 
 PARAMETERS = '''project_dir = ".."      # project folder
 run_id = "dev"          # set by the runner
@@ -38,16 +38,7 @@ def three_layer_project(root: Path, *, silver_cells: tuple[str, ...] | None = No
         'lake.write("silver.numbers", "select n * 2 as n from bronze.numbers")',
         'lake.write("silver.evens", "select n from bronze.numbers where n % 2 = 0")',
     )
-    return write_project(root, """\
-name: tiny
-layers:
-  - name: bronze
-    notebook: notebooks/bronze.ipynb
-  - name: silver
-    notebook: notebooks/silver.ipynb
-  - name: gold
-    notebook: notebooks/gold.ipynb
-""", {
+    return write_project(root, f"name: tiny\nlayers:{THREE_LAYERS}", {
         "notebooks/bronze.ipynb": notebook_text(CONNECT, write_cell("bronze.numbers", 10)),
         "notebooks/silver.ipynb": notebook_text(*silver),
         "notebooks/gold.ipynb": notebook_text(

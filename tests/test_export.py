@@ -11,17 +11,10 @@ import pytest
 from medallion_nb import MedallionError, connect, load_project
 from medallion_nb.cli import main
 from medallion_nb.export import default_export_dir, export_tables, read_manifest
-from tests.conftest import write_project
+from tests.conftest import THREE_LAYERS, write_project
 
 NOTEBOOK = '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
-LAYERS = """
-  - name: bronze
-    notebook: notebooks/bronze.ipynb
-  - name: silver
-    notebook: notebooks/silver.ipynb
-  - name: gold
-    notebook: notebooks/gold.ipynb
-"""
+LAYERS = THREE_LAYERS
 
 
 def make_project(tmp_path: Path, extra: str = "", layers: str = LAYERS) -> Path:
