@@ -197,6 +197,35 @@ def _shown(path: Path) -> str:
 
 
 # Each command registers itself here: a function that adds its sub-parser.
+def _cmd_vacuum(args: argparse.Namespace) -> int:
+    from medallion_nb.lakehouse import connect
+
+    if args.retain_hours < 0:
+        print(f"error: --retain-hours must be >= 0, got {args.retain_hours}", file=sys.stderr)
+        return EXIT_USAGE
+    with connect(args.project) as lake:
+        removed = lake.vacuum(args.table, retain_hours=args.retain_hours, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for table, files in removed.items():
+        print(f"{table}: {verb} {len(files)} file(s)")
+    print(f"{verb} {sum(len(f) for f in removed.values())} file(s) no version newer than "
+          f"{args.retain_hours} h needs")
+    return EXIT_OK
+
+
+def _add_vacuum(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("vacuum", help="delete data files only old table versions need",
+                       description="Every replace keeps the previous version's files so that earlier versions "
+                                   "stay readable (lake.table(name, version=...)). vacuum deletes the files that "
+                                   "no version newer than --retain-hours needs; the current tables are unchanged.")
+    _add_project_option(p)
+    p.add_argument("--table", metavar="LAYER.TABLE", help="only this table (default: every table)")
+    p.add_argument("--retain-hours", type=int, default=168,
+                   help="keep what versions of the last N hours need (default: 168, one week)")
+    p.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
+    p.set_defaults(func=_cmd_vacuum)
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_sample_data,
     _add_kestra,
@@ -204,6 +233,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_export,
     _add_run,
     _add_dag,
+    _add_vacuum,
 ]
 
 

@@ -180,6 +180,26 @@ class Lakehouse:
         layer, table = self._split(name)
         return self.store.history(layer, table, limit)
 
+    def vacuum(self, name: str | None = None, *, retain_hours: int = 168,
+               dry_run: bool = False) -> dict[str, list[str]]:
+        """Delete data files that only versions older than ``retain_hours`` need.
+
+        Every ``replace`` keeps the previous version's files for time travel; this
+        reclaims them. Applies to one table or, by default, every table; returns
+        the removed (or, with ``dry_run``, removable) files per table.
+
+        Raises:
+            LakeError: an unknown table or a negative retention.
+        """
+        if retain_hours < 0:
+            raise LakeError(f"vacuum: retain_hours must be >= 0, got {retain_hours}")
+        names = [name] if name else self.tables()
+        removed = {}
+        for table_name in names:
+            layer, table = self._split(table_name)
+            removed[table_name] = self.store.vacuum(layer, table, retain_hours, dry_run=dry_run)
+        return removed
+
     def info(self, name: str) -> dict[str, Any]:
         """Schema, row count, version and last writer of a table."""
         layer, table = self._split(name)

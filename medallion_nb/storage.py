@@ -194,10 +194,21 @@ class TableStore:
                            inserted=int(result.get("num_target_rows_inserted", 0)),
                            updated=int(result.get("num_target_rows_updated", 0)))
 
-    def vacuum(self, layer: str, name: str, retention_hours: int = 168) -> list[str]:
-        """Delete files no longer referenced by versions newer than the retention."""
+    def vacuum(self, layer: str, name: str, retention_hours: int = 168, *, dry_run: bool = False) -> list[str]:
+        """Delete data files that no version newer than ``retention_hours`` needs; returns them.
+
+        The current version is never affected; earlier versions whose files are
+        removed can no longer be read (time travel stops at the retention).
+        """
         table = self._open(layer, name)
-        return table.vacuum(retention_hours=retention_hours, enforce_retention_duration=False, dry_run=False)
+        folder = self.path(layer, name)
+        candidates = table.vacuum(retention_hours=retention_hours, enforce_retention_duration=False, dry_run=True)
+        # delta-rs keeps listing tombstoned files after they are gone: report only files still on disk.
+        relative = [str(Path(f).relative_to(folder)) if Path(f).is_absolute() else f for f in candidates]
+        present = [f for f in relative if (folder / f).exists()]
+        if present and not dry_run:
+            table.vacuum(retention_hours=retention_hours, enforce_retention_duration=False, dry_run=False)
+        return present
 
 
 class _RowCounter:

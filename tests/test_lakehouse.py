@@ -225,3 +225,21 @@ def test_bad_duckdb_settings_are_config_errors(tmp_path: Path):
     with pytest.raises(mnb.ProjectError, match=r"duckdb.memory_limit: 'lots' is not a size") as info:
         mnb.connect(root)
     assert "duckdb.threads: expected a whole number >= 1, got 0" in str(info.value)
+
+
+def test_vacuum_reclaims_old_versions_and_keeps_the_current_table(lake):
+    from medallion_nb.cli import main
+
+    for i in range(3):
+        lake.write("gold.v", f"SELECT {i} AS v")
+    folder = lake.project.lake / "gold" / "v"
+    assert len(list(folder.glob("*.parquet"))) == 3
+    assert lake.vacuum(retain_hours=0, dry_run=True)["gold.v"]
+    assert len(list(folder.glob("*.parquet"))) == 3  # a dry run deletes nothing
+    assert main(["vacuum", "--project", str(lake.project.root), "--retain-hours", "0"]) == 0
+    assert len(list(folder.glob("*.parquet"))) == 1
+    lake.refresh()
+    assert rows(lake, "SELECT v FROM gold.v") == [(2,)]
+    assert lake.vacuum(retain_hours=0) == {"gold.v": []}
+    with pytest.raises(LakeError, match="retain_hours must be >= 0"):
+        lake.vacuum(retain_hours=-1)
