@@ -298,7 +298,7 @@ class Lakehouse:
         if self.notebook:
             commit[METADATA_PREFIX + "notebook"] = self.notebook
         result = self.store.write(layer, table, reader, mode=mode, keys=keys, metadata=commit)
-        self._register(layer, table, self.store.snapshot(layer, table))
+        self._register(layer, table, result.snapshot or self.store.snapshot(layer, table))
         self.writes.append(result)
         report_write(result, run_id=self.run_id)
         return result

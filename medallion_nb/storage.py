@@ -13,7 +13,7 @@ import json
 import queue
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +38,11 @@ class WriteResult:
     total_rows: int
     inserted: int | None = None
     updated: int | None = None
+    # The table as the write left it, so callers need not open the log again.
+    snapshot: Snapshot | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
+        return {k: v for k, v in self.__dict__.items() if v is not None and k != "snapshot"}
 
     def __repr__(self) -> str:
         return f"<WriteResult {self}>"
@@ -165,11 +167,10 @@ class TableStore:
             )
         except (DeltaError, pa.ArrowException, OSError, ValueError) as exc:
             raise LakeError(f"write to {table_name} ({mode}) failed; the table is unchanged: {exc}") from exc
-        table = DeltaTable(str(path))
-        snap = _snapshot(table)
-        return WriteResult(table_name, mode, counter.rows, table.version(), snap.rows,
+        snap = _snapshot(DeltaTable(str(path)))
+        return WriteResult(table_name, mode, counter.rows, snap.version, snap.rows,
                            inserted=counter.rows if mode == "merge" else None,
-                           updated=0 if mode == "merge" else None)
+                           updated=0 if mode == "merge" else None, snapshot=snap)
 
     def _merge(self, table_name: str, path: Path, counter: _RowCounter, keys: Sequence[str],
                meta: Mapping[str, str]) -> WriteResult:
@@ -188,11 +189,11 @@ class TableStore:
             .when_not_matched_insert_all()
             .execute()
         )
-        table = DeltaTable(str(path))
+        snap = _snapshot(DeltaTable(str(path)))
         return WriteResult(table_name, "merge", int(result.get("num_source_rows", counter.rows)),
-                           table.version(), _snapshot(table).rows,
+                           snap.version, snap.rows,
                            inserted=int(result.get("num_target_rows_inserted", 0)),
-                           updated=int(result.get("num_target_rows_updated", 0)))
+                           updated=int(result.get("num_target_rows_updated", 0)), snapshot=snap)
 
     def vacuum(self, layer: str, name: str, retention_hours: int = 168, *, dry_run: bool = False) -> list[str]:
         """Delete data files that no version newer than ``retention_hours`` needs; returns them.
