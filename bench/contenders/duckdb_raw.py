@@ -10,13 +10,12 @@ Prints one line ``BENCH_RESULT {"layers": {...}}`` at the end.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import sys
 from pathlib import Path
 
 import duckdb
-from layers import run_layers
+from layers import arguments, run_layers
 
 
 def _q(path: Path) -> str:
@@ -143,11 +142,7 @@ def gold(con: duckdb.DuckDBPyConnection, silver_dir: Path, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("project", type=Path)
-    parser.add_argument("out", type=Path)
-    parser.add_argument("--memory-limit")
-    args = parser.parse_args(argv)
+    args = arguments(__doc__, argv, memory_limit=True)
     config = {"memory_limit": args.memory_limit} if args.memory_limit else {}
     con = duckdb.connect(config=config)
     steps = [(layer, functools.partial(step, con)) for layer, step in (("bronze", bronze), ("silver", silver),

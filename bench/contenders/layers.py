@@ -6,12 +6,23 @@ module is imported from the script's own folder, not as a package.
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 Step = Callable[[Path, Path], None]
+
+
+def arguments(doc: str, argv: list[str] | None = None, *, memory_limit: bool = False) -> argparse.Namespace:
+    """The contender scripts' command line: ``PROJECT OUT`` (and ``--memory-limit`` where supported)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("project", type=Path)
+    parser.add_argument("out", type=Path)
+    if memory_limit:
+        parser.add_argument("--memory-limit")
+    return parser.parse_args(argv)
 
 
 def run_layers(steps: Sequence[tuple[str, Step]], first_source: Path, out: Path) -> int:

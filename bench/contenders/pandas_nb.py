@@ -6,13 +6,12 @@ Prints one line ``BENCH_RESULT {"layers": {...}}`` at the end.
 
 from __future__ import annotations
 
-import argparse
 import glob
 import sys
 from pathlib import Path
 
 import pandas as pd
-from layers import run_layers
+from layers import arguments, run_layers
 
 
 def _read_csvs(pattern: str, root: Path) -> pd.DataFrame:
@@ -140,10 +139,7 @@ def gold(silver_dir: Path, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("project", type=Path)
-    parser.add_argument("out", type=Path)
-    args = parser.parse_args(argv)
+    args = arguments(__doc__, argv)
     return run_layers([("bronze", bronze), ("silver", silver), ("gold", gold)], args.project.resolve(), args.out)
 
 

@@ -6,13 +6,12 @@ Prints one line ``BENCH_RESULT {"layers": {...}}`` at the end.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import sys
 from pathlib import Path
 
 import polars as pl
-from layers import run_layers
+from layers import arguments, run_layers
 
 MONEY = pl.Decimal(12, 2)
 TOTAL = pl.Decimal(18, 2)
@@ -127,10 +126,7 @@ def gold(silver_dir: Path, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("project", type=Path)
-    parser.add_argument("out", type=Path)
-    args = parser.parse_args(argv)
+    args = arguments(__doc__, argv)
     return run_layers([("bronze", bronze), ("silver", silver), ("gold", gold)], args.project.resolve(), args.out)
 
 
