@@ -8,7 +8,13 @@ from __future__ import annotations
 
 
 class MedallionError(Exception):
-    """Base of every error we raise on purpose; ``str(err)`` is shown to users as is."""
+    """Base of every error we raise on purpose; ``str(err)`` is shown to users as is.
+
+    ``retryable`` is False for errors that running again cannot fix (bad data, bad
+    config): a scheduler should not retry them.
+    """
+
+    retryable: bool = True
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         self.message = message
@@ -19,6 +25,8 @@ class MedallionError(Exception):
 class ProjectError(MedallionError):
     """``medallion.yaml`` is missing or invalid; the message lists every problem."""
 
+    retryable = False
+
     def __init__(self, problems: list[str] | str, *, hint: str | None = None) -> None:
         self.problems = [problems] if isinstance(problems, str) else list(problems)
         super().__init__("\n".join(self.problems), hint=hint)
@@ -28,12 +36,22 @@ class LakeError(MedallionError):
     """A table could not be read or written (unknown table, bad key, failed write)."""
 
 
+class LockHeldError(MedallionError):
+    """Another process holds the lake's writer lock; ``holder`` describes it (run id, host, pid, since)."""
+
+    def __init__(self, message: str, *, holder: object = None, hint: str | None = None) -> None:
+        self.holder = holder
+        super().__init__(message, hint=hint)
+
+
 class IngestError(MedallionError):
     """A raw source could not be read; the message names the source and the file."""
 
 
 class QualityError(MedallionError):
     """Quality checks failed; ``report`` holds every result."""
+
+    retryable = False
 
     def __init__(self, message: str, *, report: object = None, hint: str | None = None) -> None:
         self.report = report

@@ -19,6 +19,7 @@ import duckdb
 import pyarrow as pa
 
 from medallion_nb.errors import LakeError
+from medallion_nb.lock import commit_guard
 from medallion_nb.project import Project, load_project
 from medallion_nb.reporting import report_write
 from medallion_nb.sql import IDENT, literal, quote_ident, quote_name, storable_columns
@@ -297,7 +298,8 @@ class Lakehouse:
         commit = {**(metadata or {}), METADATA_PREFIX + "run_id": self.run_id}
         if self.notebook:
             commit[METADATA_PREFIX + "notebook"] = self.notebook
-        result = self.store.write(layer, table, reader, mode=mode, keys=keys, metadata=commit)
+        with commit_guard(self):
+            result = self.store.write(layer, table, reader, mode=mode, keys=keys, metadata=commit)
         self._register(layer, table, result.snapshot or self.store.snapshot(layer, table))
         self.writes.append(result)
         report_write(result, run_id=self.run_id)
@@ -346,10 +348,19 @@ class Lakehouse:
     # -- the other jobs, delegated ---------------------------------------
     def ingest(self, source: str | None = None, *, run_date: str | None = None,
                full_refresh: bool = False) -> list[Any]:
-        """Load raw sources into bronze (all of them, or one by name); see :mod:`medallion_nb.ingest`."""
+        """Load raw sources into bronze (all of them, or one by name); see :mod:`medallion_nb.ingest`.
+
+        Raises:
+            IngestError: a source cannot be read.
+            LockHeldError: a run holds the lake's writer lock.
+        """
         from medallion_nb.ingest import ingest_sources
 
-        return ingest_sources(self, source, run_date=run_date, full_refresh=full_refresh)
+        # Under the writer lock from reading the ingest state to the last commit, with the
+        # views re-read first: a second ingest waits and then finds the files already loaded.
+        with commit_guard(self):
+            self.refresh()
+            return ingest_sources(self, source, run_date=run_date, full_refresh=full_refresh)
 
     def check(self, data: Any, checks: Any, *, name: str | None = None, fail: bool = True) -> Any:
         """Run quality checks on a table or relation; see :mod:`medallion_nb.quality`.

@@ -1,0 +1,83 @@
+"""The lake's own metadata folder, ``<lake>/_medallion/``, and atomic JSON files in it.
+
+Everything the toolkit keeps about the lake as a whole (the writer lock and its
+holder, the published snapshot, one manifest per run) lives there. ``_`` names are
+never tables. Every file is replaced atomically: written to a temporary file in the
+same folder, flushed to disk, then renamed over the old one, so a reader or a crash
+sees the old content or the new, never half of it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from medallion_nb.errors import LakeError
+
+META_DIR = "_medallion"
+
+
+def lake_path(lake: Any) -> Path:
+    """The lake folder of a lakehouse handle, a project, or a path to the lake itself."""
+    project = getattr(lake, "project", None)
+    if project is not None and hasattr(project, "lake"):
+        return Path(project.lake)
+    if hasattr(lake, "lake"):
+        return Path(lake.lake)
+    return Path(lake)
+
+
+def meta_dir(lake: Any) -> Path:
+    """``<lake>/_medallion``, where the toolkit keeps what it knows about the lake as a whole."""
+    return lake_path(lake) / META_DIR
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Replace ``path`` with ``data`` as JSON in one step (temp file, fsync, rename).
+
+    Raises:
+        LakeError: the folder cannot be written (the message names the path and the cause).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    try:
+        with temp.open("w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(temp, path)
+        _fsync_dir(path.parent)
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        raise LakeError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def read_json(path: Path) -> Any:
+    """The JSON in ``path``, or None if the file does not exist.
+
+    Raises:
+        LakeError: the file exists but cannot be read or is not JSON.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise LakeError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise LakeError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})",
+                        hint="the file is written atomically by medallion_nb; restore it or delete it") from exc
+
+
+def _fsync_dir(folder: Path) -> None:
+    # The rename is durable only once the folder's entry is on disk.
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
