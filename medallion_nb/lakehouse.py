@@ -22,6 +22,7 @@ from medallion_nb.errors import LakeError
 from medallion_nb.lock import commit_guard
 from medallion_nb.project import Project, load_project
 from medallion_nb.reporting import report_write
+from medallion_nb.snapshots import Manifest, resolve, table_snapshot
 from medallion_nb.sql import IDENT, literal, quote_ident, quote_name, storable_columns
 from medallion_nb.storage import METADATA_PREFIX, WRITE_MODES, Snapshot, TableStore, WriteResult
 
@@ -48,6 +49,7 @@ class Lakehouse:
         notebook: str | None = None,
         memory_limit: str | None = None,
         threads: int | None = None,
+        snapshot: str | None = None,
     ) -> None:
         self.project = project
         self.run_id = run_id
@@ -55,6 +57,10 @@ class Lakehouse:
         self.store = TableStore(project.lake)
         self.layers = tuple(layer.name for layer in project.layers)
         self.writes: list[WriteResult] = []
+        # snapshot=None: the latest commits; "published" or a run id: that published snapshot (read-only).
+        self.snapshot = snapshot
+        self.manifest: Manifest | None = None
+        self.snapshot_note: str | None = None
         # One spill folder per process: parallel notebooks must not share DuckDB's temp files.
         spill = Path(tempfile.gettempdir()) / "medallion_nb_spill" / str(os.getpid())
         # DuckDB creates the last folder only: without the parent, work larger
@@ -77,7 +83,11 @@ class Lakehouse:
             if layer in _RESERVED_SCHEMAS:
                 raise LakeError(f"layer name {layer!r} is reserved by DuckDB; rename the layer in medallion.yaml")
             self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(layer)}")
-        self.refresh()
+        try:
+            self.refresh()
+        except BaseException:
+            self.con.close()
+            raise
 
     # -- context manager -------------------------------------------------
     def __enter__(self) -> Lakehouse:
@@ -91,7 +101,8 @@ class Lakehouse:
         self.con.close()
 
     def __repr__(self) -> str:
-        return f"<Lakehouse {self.project.name!r} at {self.project.lake} ({len(self.tables())} tables)>"
+        seen = f", {self.manifest}" if self.manifest else (f", {self.snapshot_note}" if self.snapshot_note else "")
+        return f"<Lakehouse {self.project.name!r} at {self.project.lake} ({len(self.tables())} tables{seen})>"
 
     # -- names -----------------------------------------------------------
     def _split(self, name: str) -> tuple[str, str]:
@@ -109,7 +120,22 @@ class Lakehouse:
 
     # -- reading ---------------------------------------------------------
     def refresh(self) -> None:
-        """Re-read the lake folder so tables written by other processes show up."""
+        """Re-read the lake folder so tables written by other processes show up.
+
+        A handle on the published snapshot moves to the snapshot published since.
+
+        Raises:
+            LakeError: the snapshot asked for cannot be read (unknown run, vacuumed version).
+        """
+        if self.snapshot is not None:
+            self.manifest, self.snapshot_note = resolve(self.project.lake, self.snapshot)
+        if self.manifest is not None:
+            for name in self.tables():
+                layer, table = name.split(".", 1)
+                if IDENT.match(table):
+                    self._register(layer, table, table_snapshot(self.store, name, self.manifest.tables[name],
+                                                                self.manifest))
+            return
         for layer, table in self.store.tables():
             if layer in self.layers and IDENT.match(table):
                 self._register(layer, table, self.store.snapshot(layer, table))
@@ -151,6 +177,9 @@ class Lakehouse:
             LakeError: the table or version does not exist.
         """
         layer, table = self._split(name)
+        if self.manifest is not None and name not in self.manifest.tables:
+            raise LakeError(f"table {name} is not in the {self.manifest}",
+                            hint="connect without snapshot= to read the latest commits")
         if not self.store.exists(layer, table):
             known = ", ".join(self.tables(layer)) or "none yet"
             raise LakeError(f"table {name} does not exist (tables in {layer}: {known})",
@@ -163,18 +192,21 @@ class Lakehouse:
     def exists(self, name: str) -> bool:
         """Whether ``<layer>.<table>`` has been written."""
         layer, table = self._split(name)
+        if self.manifest is not None:
+            return name in self.manifest.tables
         return self.store.exists(layer, table)
 
     def tables(self, layer: str | None = None) -> list[str]:
         """Names of the tables in the lake (``layer.table``), in layer order."""
         order = {name: i for i, name in enumerate(self.layers)}
-        found = [(lay, t) for lay, t in self.store.tables() if lay in order and (layer is None or lay == layer)]
+        found = [tuple(n.split(".", 1)) for n in self.manifest.tables] if self.manifest else self.store.tables()
+        found = [(lay, t) for lay, t in found if lay in order and (layer is None or lay == layer)]
         return [f"{lay}.{t}" for lay, t in sorted(found, key=lambda x: (order[x[0]], x[1]))]
 
     def count(self, name: str) -> int:
         """Row count of a table, read from Delta's file statistics (no scan)."""
         layer, table = self._split(name)
-        return self.store.snapshot(layer, table).rows
+        return self.store.snapshot(layer, table, self._pinned(name)).rows
 
     def history(self, name: str, limit: int | None = None) -> list[dict[str, Any]]:
         """The versions of a table, newest first, with the run that wrote each."""
@@ -204,7 +236,7 @@ class Lakehouse:
     def info(self, name: str) -> dict[str, Any]:
         """Schema, row count, version and last writer of a table."""
         layer, table = self._split(name)
-        snap = self.store.snapshot(layer, table)
+        snap = self.store.snapshot(layer, table, self._pinned(name))
         last = self.store.history(layer, table, 1)
         return {
             "table": name,
@@ -215,6 +247,20 @@ class Lakehouse:
             "last_written": last[0]["timestamp"] if last else None,
             "files": len(snap.files),
         }
+
+    def _pinned(self, name: str) -> int | None:
+        """The version of ``name`` this handle reads: the snapshot's, or None for the latest."""
+        if self.manifest is None:
+            return None
+        if name not in self.manifest.tables:
+            raise LakeError(f"table {name} is not in the {self.manifest}",
+                            hint="connect without snapshot= to read the latest commits")
+        return self.manifest.tables[name]
+
+    def _check_writable(self, what: str) -> None:
+        if self.snapshot is not None:
+            raise LakeError(f"{what}: this handle reads the snapshot {self.snapshot!r} and cannot write",
+                            hint="connect without snapshot= to write")
 
     # -- writing ---------------------------------------------------------
     def relation(self, data: Any) -> duckdb.DuckDBPyRelation:
@@ -294,6 +340,7 @@ class Lakehouse:
             LakeError: the commit failed; the table is unchanged.
         """
         layer, table = self._split(name)
+        self._check_writable(f"write to {name}")
         keys = (key,) if isinstance(key, str) else tuple(key or ())
         commit = {**(metadata or {}), METADATA_PREFIX + "run_id": self.run_id}
         if self.notebook:
@@ -356,6 +403,7 @@ class Lakehouse:
         """
         from medallion_nb.ingest import ingest_sources
 
+        self._check_writable("ingest")
         # Under the writer lock from reading the ingest state to the last commit, with the
         # views re-read first: a second ingest waits and then finds the files already loaded.
         with commit_guard(self):
@@ -445,6 +493,7 @@ def connect(
     notebook: str | None = None,
     memory_limit: str | None = None,
     threads: int | None = None,
+    snapshot: str | None = None,
 ) -> Lakehouse:
     """Open a project's lake.
 
@@ -457,9 +506,16 @@ def connect(
             in medallion.yaml, else DuckDB's own (80% of RAM).
         threads: DuckDB threads. Default: ``MEDALLION_THREADS``, else
             ``duckdb.threads`` in medallion.yaml, else all cores.
+        snapshot: None (default) reads the latest commits of every table;
+            ``"published"`` reads the table versions of the last successful run
+            (the latest commits, with ``lake.snapshot_note`` saying so, while
+            nothing is published); a run id reads the lake as that run published
+            it. A handle on a snapshot cannot write.
 
     Raises:
         ProjectError: the project's ``medallion.yaml`` is missing or invalid.
+        LakeError: the snapshot cannot be read (unknown run id, vacuumed version).
     """
     project = load_project(project_dir)
-    return Lakehouse(project, run_id=run_id, notebook=notebook, memory_limit=memory_limit, threads=threads)
+    return Lakehouse(project, run_id=run_id, notebook=notebook, memory_limit=memory_limit, threads=threads,
+                     snapshot=snapshot)

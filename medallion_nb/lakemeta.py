@@ -15,18 +15,26 @@ from pathlib import Path
 from typing import Any
 
 from medallion_nb.errors import LakeError
+from medallion_nb.project import CONFIG_NAME, load_project
 
 META_DIR = "_medallion"
 
 
 def lake_path(lake: Any) -> Path:
-    """The lake folder of a lakehouse handle, a project, or a path to the lake itself."""
+    """The lake folder of a lakehouse handle, a project, a project folder, or the lake folder itself.
+
+    Raises:
+        ProjectError: a project folder whose ``medallion.yaml`` is invalid.
+    """
     project = getattr(lake, "project", None)
     if project is not None and hasattr(project, "lake"):
         return Path(project.lake)
     if hasattr(lake, "lake"):
         return Path(lake.lake)
-    return Path(lake)
+    path = Path(lake)
+    if (path / CONFIG_NAME).is_file():
+        return load_project(path).lake
+    return path
 
 
 def meta_dir(lake: Any) -> Path:
