@@ -410,8 +410,12 @@ class Lakehouse:
             self.refresh()
             return ingest_sources(self, source, run_date=run_date, full_refresh=full_refresh)
 
-    def check(self, data: Any, checks: Any, *, name: str | None = None, fail: bool = True) -> Any:
+    def check(self, data: Any, checks: Any, *, name: str | None = None, fail: bool = True,
+              key: str | Sequence[str] = ()) -> Any:
         """Run quality checks on a table or relation; see :mod:`medallion_nb.quality`.
+
+        ``key`` names the columns that identify a row in the report's failing examples
+        (default: the first ``unique`` check's columns, else the first column).
 
         Raises:
             QualityError: a check failed (unless ``fail=False``) or is malformed.
@@ -420,7 +424,7 @@ class Lakehouse:
 
         label = name or (data if isinstance(data, str) else "rows")
         rel = self.table(data) if isinstance(data, str) else self.relation(data)
-        return run_checks(self, rel, checks, name=label, fail=fail)
+        return run_checks(self, rel, checks, name=label, fail=fail, key=(key,) if isinstance(key, str) else key)
 
     def split(self, data: Any, rules: Mapping[str, str]) -> Any:
         """Divide rows into ``good`` and ``bad`` (with reasons) by named rules.
