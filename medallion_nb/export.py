@@ -140,7 +140,7 @@ def _export_one(lake: Any, name: str, folder: Path) -> ExportedTable:
         rows=int(info["rows"]),
         version=int(info["version"]),
         run_id=info.get("last_run_id"),
-        written_at=datetime.fromtimestamp(written / 1000, UTC).isoformat(timespec="seconds") if written else None,
+        written_at=written.isoformat(timespec="seconds") if written else None,
         files=files,
     )
 

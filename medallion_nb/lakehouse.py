@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -234,7 +235,7 @@ class Lakehouse:
         return removed
 
     def info(self, name: str) -> dict[str, Any]:
-        """Schema, row count, version and last writer of a table."""
+        """Schema, row count, version and last writer (run id, and time as a UTC datetime) of a table."""
         layer, table = self._split(name)
         snap = self.store.snapshot(layer, table, self._pinned(name))
         last = self.store.history(layer, table, 1)
@@ -244,7 +245,8 @@ class Lakehouse:
             "version": snap.version,
             "columns": [(f.name, str(f.type)) for f in snap.schema],
             "last_run_id": last[0]["run_id"] if last else None,
-            "last_written": last[0]["timestamp"] if last else None,
+            "last_written": (datetime.fromtimestamp(last[0]["timestamp"] / 1000, UTC)
+                             if last and last[0]["timestamp"] is not None else None),
             "files": len(snap.files),
         }
 
@@ -483,11 +485,19 @@ class Lakehouse:
         return GoldExplorer(self, table, **options)
 
     def summary(self) -> Any:
-        """The writes made through this handle, as a small pandas DataFrame."""
+        """The writes made through this handle, as a small pandas DataFrame.
+
+        ``inserted`` and ``updated`` appear only when a merge was made (blank for other modes).
+        """
         import pandas as pd
 
-        return pd.DataFrame([w.to_dict() for w in self.writes],
-                            columns=["table", "mode", "rows", "inserted", "updated", "total_rows", "version"])
+        columns = ["table", "mode", "rows", "inserted", "updated", "total_rows", "version"]
+        if not any(w.mode == "merge" for w in self.writes):
+            columns = [c for c in columns if c not in ("inserted", "updated")]
+        frame = pd.DataFrame([w.to_dict() for w in self.writes], columns=columns)
+        for column in columns[2:]:
+            frame[column] = frame[column].astype("Int64")  # whole numbers; <NA> where a count does not apply
+        return frame
 
 
 def connect(

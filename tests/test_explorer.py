@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import base64
 import csv
+import datetime as dt
+import io
 import shutil
 from pathlib import Path
 
@@ -23,8 +24,19 @@ def lake(tmp_path: Path):
 
 
 @pytest.fixture
-def app(lake, tmp_path):
-    return GoldExplorer(lake, download_dir=tmp_path / "downloads")
+def app(lake):
+    return GoldExplorer(lake)
+
+
+def downloaded(app) -> tuple[str, bytes, str]:
+    """Press Download the way the browser does (a comm message) and collect what is streamed back."""
+    sent = []
+    app.download.send = lambda content, buffers=None: sent.append((content, buffers))
+    app.download._handle(app.download, {"event": "request"}, [])
+    assert sent[0][0]["event"] == "begin", sent
+    assert sent[-1][0]["event"] == "end", sent
+    data = b"".join(b"".join(bytes(x) for x in buffers) for c, buffers in sent if c["event"] == "chunk")
+    return sent[0][0]["filename"], data, sent[-1][0]["text"]
 
 
 def test_opens_the_first_gold_table_with_its_facts(app):
@@ -36,32 +48,41 @@ def test_opens_the_first_gold_table_with_its_facts(app):
     assert "version 1" in app.summary.value
     assert "by run <code>r2</code>" in app.summary.value
     assert len(app.page_rows) == 20
-    assert "rows 1&ndash;20 of 200" in app.page_label.value
+    assert app.grid.info == "rows 1\u201320 of 200"
+    assert (app.grid.page, app.grid.pages, app.grid.first_row) == (0, 10, 1)
+    assert [c["name"] for c in app.grid.columns] == ["order_date", "country", "customer", "units", "revenue",
+                                                      "margin", "note"]
+    assert app.grid.rows[0] == ["2026-01-01", "DE", "C000", "1", "10.00", "-5.00", None]
     bundle = app._repr_mimebundle_()
     assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == app.root.model_id
+    assert app.lake.info("gold.sales")["last_written"].tzinfo == dt.UTC
 
 
-def test_pages_and_sorting(app):
-    app.page_size.value = 50
-    app.sort_column.value = "revenue"
-    app.sort_desc.value = True
+def test_pages_sorting_by_header_and_page_jump(app):
+    app.grid.page_size = 50
+    app.grid.sort_column = "revenue"  # what a click on the header sets
+    app.grid.sort_desc = True
     first = app.page_rows
     assert len(first) == 50
     assert [r[4] for r in first] == sorted((r[4] for r in first), reverse=True)
     top = app.lake.sql("SELECT max(revenue) FROM gold.sales").fetchall()[0][0]
     assert first[0][4] == top
-    app.next_button.click()
-    app.next_button.click()
-    app.next_button.click()
+    assert app.grid.pages == 4
+    app.grid.page = 3  # typed into the page box
     assert app.page == 3
     assert len(app.page_rows) == 50
-    assert app.next_button.disabled
-    assert "rows 151&ndash;200 of 200" in app.page_label.value
-    app.next_button.click()  # past the end: stays on the last page
+    assert app.grid.info == "rows 151\u2013200 of 200"
+    assert app.grid.first_row == 151
+    app.grid.page = 9  # past the end: the last page
     assert app.page == 3
-    app.prev_button.click()
-    assert app.page == 2
+    app.grid.page = 2
     assert app.page_rows[0][4] <= first[-1][4]
+    app.grid.sort_desc = False  # sorting goes back to the first page
+    assert app.page == 0
+    assert app.page_rows[0][4] == app.lake.sql("SELECT min(revenue) FROM gold.sales").fetchall()[0][0]
+    app.grid.widths = {"note": 90}  # column widths are kept while paging
+    app.grid.page = 1
+    assert app.grid.widths == {"note": 90}
 
 
 def test_filter_from_controls(app):
@@ -72,6 +93,13 @@ def test_filter_from_controls(app):
     assert app.filtered_rows == 50
     assert {r[1] for r in app.page_rows} == {"DE"}
     assert "50 of 200 rows match country = &#x27;DE&#x27;" in app.status.value
+    app.filter_column.value = "units"
+    app.filter_op.value = ">"
+    app.filter_value.value = "3"
+    assert "80 of 200 rows match units &gt; 3<" in app.status.value  # a number, shown without quotes
+    app.filter_column.value = "country"
+    app.filter_op.value = "="
+    app.filter_value.value = "DE"
     app.filter_op.value = "!="
     assert app.filtered_rows == 150
     assert "DE" not in {r[1] for r in app.page_rows}
@@ -98,6 +126,8 @@ def test_where_expression_combines_with_the_condition(app):
     ("EXISTS (FROM read_csv('/etc/passwd'))", r"read_csv(...) is not allowed"),
     ("ATTACH 'x.db'", "ATTACH is not allowed"),
     ("units > 'many'", "filter failed: Conversion Error"),
+    ("(SELECT 1 FROM gold.sales USING SAMPLE 1) = 1", "USING SAMPLE / TABLESAMPLE is not allowed"),
+    ("'1.2.3.4'::INET IS NOT NULL", "type INET is not available"),
 ])
 def test_refused_where_keeps_the_previous_filter_and_says_why(app, text, message):
     app.where_text.value = "units = 5"
@@ -121,7 +151,7 @@ def test_bad_value_for_the_column_type_is_explained(app):
     assert app.filtered_rows == 200
 
 
-def test_profile_follows_the_filter(app):
+def test_profile_follows_the_filter_in_duckdb_types_and_percentages(app):
     app.filter_column.value = "country"
     app.filter_value.value = "FR"
     app.show("Profile")
@@ -132,31 +162,55 @@ def test_profile_follows_the_filter(app):
     assert "profile of 50 rows" in app.profile_html.value
     assert app.top_column.value == "country"
     assert app.top_values == [("FR", 50)]
+    assert '<td class="num">100%</td>' in app.top_html.value
     app.top_column.value = "units"
     assert sum(n for _, n in app.top_values) == 50
-    assert "units" in app.top_html.value
+    assert '<td class="num">20.0%</td>' in app.top_html.value  # 10 of 50 rows
+    html = app.profile_html.value
+    assert "<td class=\"\">DECIMAL(12,2)</td>" in html  # DuckDB's type names, as in the Schema tab
+    assert "decimal128" not in html
+    assert "null</td>" not in html  # no mean for text and dates: an empty cell, not "null"
+    app.show("Schema")
+    assert "<td class=\"\">DECIMAL(12,2)</td>" in app.schema_html.value
+    assert "<td class=\"\">DATE</td>" in app.schema_html.value
+    app.clear_button.click()
+    app.show("Profile")
+    assert '<td class="">note</td><td class="">VARCHAR</td><td class="num">180</td><td class="num">20</td>' \
+           '<td class="num">10.0%</td>' in app.profile_html.value
 
 
 def test_chart_updates_with_controls_and_filter(app, lake):
+    import bqplot
+
     app.show("Chart")
     assert app.chart_x.value == "order_date"
     assert app.chart_y.value == "revenue"
-    assert app.chart_kind.value == "line"
-    assert len(app.chart.labels) == 60  # one point per day; a line chart keeps up to 500
-    assert not app.chart.truncated
+    assert app.chart.axis == "time"
+    assert app.chart.bucket == "day"
+    assert len(app.chart.labels) == 60  # one bin per day
+    figure = app.chart_view.children[0]
+    assert isinstance(figure.axes[0].scale, bqplot.DateScale)
+    assert not app.chart_bucket.disabled
     app.chart_bucket.value = "month"
     assert app.chart.title == "sum(revenue) by order_date (month)"
     assert len(app.chart.labels) == 3
+    assert len(figure.marks[0].x) == 3
     app.chart_x.value = "country"
-    app.chart_kind.value = "bar"
+    assert app.chart_bucket.disabled
+    assert isinstance(figure.marks[0], bqplot.Bars)  # text on x: bars, not a line
     app.chart_y.value = "(rows)"
     assert app.chart.values == [50.0] * 4
-    assert app.chart_html.value.count('class="mnb-bar"') == 4
+    assert app.chart_agg.disabled
     app.filter_column.value = "country"
     app.filter_op.value = "in"
     app.filter_value.value = "SE, IT"
     assert app.chart.labels == ["IT", "SE"]  # recomputed because the Chart tab is showing
     assert app.chart_y.options == ("(rows)", "units", "revenue", "margin")  # only numeric columns to aggregate
+    app.chart_x.value = "customer"
+    app.chart_y.value = "revenue"
+    app.clear_button.click()
+    assert app.chart.groups == 25
+    assert app.chart_note.value == ""
 
 
 def test_history_and_side_by_side_versions(app):
@@ -179,26 +233,26 @@ def test_history_and_side_by_side_versions(app):
     assert app.versions.version.value == 0
 
 
-def test_download_writes_the_filtered_sorted_rows(app, tmp_path):
+def test_download_streams_the_filtered_sorted_rows_without_writing_files(app, lake):
+    before = set(lake.project.root.rglob("*"))
     app.filter_column.value = "country"
     app.filter_value.value = "IT"
-    app.sort_column.value = "revenue"
+    app.grid.sort_column = "revenue"
     app.show("Download")
-    app.download_button.click()
-    path = app.download_path
-    assert path.parent == tmp_path / "downloads"
-    assert path.name.startswith("gold.sales-filtered-")
-    rows = list(csv.DictReader(path.open()))
+    filename, data, text = downloaded(app)
+    assert filename == "gold.sales-filtered.csv"
+    rows = list(csv.DictReader(io.StringIO(data.decode())))
     assert len(rows) == 50
     assert {r["country"] for r in rows} == {"IT"}
     revenues = [float(r["revenue"]) for r in rows]
     assert revenues == sorted(revenues)
-    payload = app.download_html.value.split("base64,")[1].split('"')[0]
-    assert base64.b64decode(payload) == path.read_bytes()
-    assert 'download="gold.sales-filtered.csv"' in app.download_html.value
-    assert path.read_text().splitlines()[0].startswith("order_date,country,")
-    app.filter_value.value = "SE"  # a new filter invalidates the old file's link
-    assert app.download_html.value == ""
+    assert data.decode().splitlines()[0].replace('"', "").startswith("order_date,country,")
+    assert text.startswith("50 rows matching the filter")
+    assert set(lake.project.root.rglob("*")) == before  # nothing written on the server
+    app.clear_button.click()
+    filename, data, _ = downloaded(app)
+    assert filename == "gold.sales.csv"
+    assert len(data.decode().splitlines()) == 201
 
 
 def test_any_layer_on_request(lake, tmp_path):
@@ -227,6 +281,7 @@ def test_empty_lake_says_what_to_do_and_refresh_finds_new_tables(tmp_path):
         app = GoldExplorer(lake)
         assert app.name is None
         assert "No tables in gold yet" in app.summary.value
+        assert "medallion-nb" not in app.summary.value
         with mnb.connect(root, run_id="later") as writer:
             writer.write("gold.kpis", "SELECT 1 AS one")
         app.refresh_button.click()

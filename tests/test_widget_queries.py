@@ -122,9 +122,22 @@ def test_typed_values_cover_booleans_and_timestamps(lake):
         q.filter_relation(rel, [q.Condition("even", "=", "maybe")])
 
 
-def test_describe_filter():
+def test_describe_filter_shows_values_as_typed(sales):
     text = q.describe_filter([q.Condition("country", "=", "DE"), q.Condition("note", "is null")], "units > 2")
     assert text == "country = 'DE' AND note is null AND units > 2"
+    types = q.column_types(sales)
+    conditions = [q.Condition("units", ">", " 100000"), q.Condition("revenue", "<=", "9.5"),
+                  q.Condition("order_date", ">=", "2026-01-20"), q.Condition("country", "in", "DE, FR"),
+                  q.Condition("units", "in", "1,2"), q.Condition("customer", "contains", "c00")]
+    assert q.describe_filter(conditions, "", types) == (
+        "units > 100000 AND revenue <= 9.5 AND order_date >= 2026-01-20 AND country in ('DE', 'FR') "
+        "AND units in (1, 2) AND customer contains 'c00'")
+
+
+def test_duckdb_type_names(sales):
+    names = q.column_type_names(sales)
+    assert names == {"order_date": "DATE", "country": "VARCHAR", "customer": "VARCHAR", "units": "INTEGER",
+                     "revenue": "DECIMAL(12,2)", "margin": "DOUBLE", "note": "VARCHAR"}
 
 
 # -- the WHERE expression ------------------------------------------------------------------
@@ -256,18 +269,69 @@ def test_chart_groups_and_aggregates(sales, lake):
     assert rows.labels == ["DE", "FR", "IT", "SE"]
 
 
-def test_chart_buckets_dates_and_orders_by_x(sales):
+def test_chart_bins_dates_on_a_time_axis(sales):
     data = q.chart_data(sales, x="order_date", y="units", agg="sum", bucket="month")
-    assert data.labels == [dt.date(2026, 1, 1), dt.date(2026, 2, 1), dt.date(2026, 3, 1)]
+    assert data.axis == "time"
+    assert data.labels == [dt.datetime(2026, 1, 1), dt.datetime(2026, 2, 1), dt.datetime(2026, 3, 1)]
     assert sum(data.values) == sales.aggregate("sum(units)").fetchall()[0][0]
     assert data.title == "sum(units) by order_date (month)"
+    auto = q.chart_data(sales, x="order_date", y="units")
+    assert auto.bucket == "day"  # 60 days: one bin per day
+    assert len(auto.labels) == 60
 
 
-def test_chart_truncates_and_says_so(sales):
-    data = q.chart_data(sales, x="order_date", max_points=10)
+def test_a_timestamp_over_ten_days_bins_by_day_with_gaps_shown(lake):
+    # Readings every 7 minutes from 1 to 10 March, none on 4 and 7 March.
+    rel = lake.sql("""
+        SELECT ts, 1.5 AS kwh FROM (
+            SELECT TIMESTAMP '2026-03-01 00:00' + INTERVAL (i * 7) MINUTE AS ts FROM range(2057) t(i))
+        WHERE day(ts) NOT IN (4, 7)""")
+    data = q.chart_data(rel, x="ts", y="kwh")
+    assert (data.axis, data.bucket, data.title) == ("time", "day", "sum(kwh) by ts (day)")
+    assert data.labels == [dt.datetime(2026, 3, d) for d in range(1, 11)]
+    gaps = [label.day for label, value in zip(data.labels, data.values, strict=True) if value is None]
+    assert gaps == [4, 7]  # the empty days are there, without a value, so the line breaks
+    per_day = dict(rel.aggregate("day(ts), sum(kwh)::DOUBLE", "day(ts)").fetchall())
+    assert {label.day: value for label, value in zip(data.labels, data.values, strict=True) if value} == per_day
+    assert not data.truncated
+    assert data.note == ""
+
+
+@pytest.mark.parametrize(("span", "dates_only", "bucket"), [
+    (dt.timedelta(hours=20), False, "hour"),
+    (dt.timedelta(days=4), False, "hour"),
+    (dt.timedelta(days=4), True, "day"),
+    (dt.timedelta(days=10), False, "day"),
+    (dt.timedelta(days=110), False, "day"),
+    (dt.timedelta(days=400), False, "week"),
+    (dt.timedelta(days=3 * 365), False, "month"),
+    (dt.timedelta(days=20 * 365), False, "quarter"),
+    (dt.timedelta(days=80 * 365), False, "year"),
+])
+def test_auto_bucket_follows_the_span(span, dates_only, bucket):
+    start = dt.datetime(2026, 1, 1)
+    assert q.auto_bucket(start, start + span, dates_only=dates_only) == bucket
+
+
+def test_chart_cuts_groups_and_says_so(sales):
+    data = q.chart_data(sales, x="order_date", bucket="day", max_points=10)
     assert len(data.labels) == 10
     assert data.truncated
-    assert data.labels[0] == dt.date(2026, 1, 1)
+    assert data.groups == 60
+    assert data.labels[0] == dt.datetime(2026, 1, 1)
+    assert data.note.startswith("Showing the first 10 of 60 days")
+    categories = q.chart_data(sales, x="customer", y="revenue", max_points=5)
+    assert (len(categories.labels), categories.groups) == (5, 25)
+    assert categories.values == sorted(categories.values, reverse=True)
+    assert categories.note == ("Showing the largest 5 of 25 groups; the other 20 are left out. "
+                               "Filter to see them.")
+
+
+def test_chart_of_a_numeric_x_is_ordered_by_x(sales):
+    data = q.chart_data(sales, x="units")
+    assert data.axis == "number"
+    assert data.labels == [1, 2, 3, 4, 5]
+    assert data.values == [40.0] * 5
 
 
 def test_chart_follows_the_filter(sales):
@@ -281,7 +345,7 @@ def test_chart_follows_the_filter(sales):
     ({"x": "country", "y": "note", "agg": "sum"}, r"cannot sum note \(varchar\)"),
     ({"x": "country", "y": "units", "agg": "median"}, "aggregation 'median' is not one of"),
     ({"x": "country", "bucket": "month"}, "country is varchar, not a date or timestamp"),
-    ({"x": "order_date", "bucket": "fortnight"}, "bucket 'fortnight' is not one of"),
+    ({"x": "order_date", "bucket": "fortnight"}, "bucket 'fortnight' is not one of auto, hour, day"),
 ])
 def test_bad_chart_requests(sales, kwargs, message):
     with pytest.raises(q.FilterError, match=message):
@@ -327,19 +391,30 @@ def test_svg_chart_draws_one_bar_per_value_and_a_line():
         render.svg_chart([1], [1], kind="pie")
 
 
-def test_download_link_carries_the_csv():
-    import base64
+def test_percentages_read_like_percentages():
+    assert render.percent(1, 24) == "4.2%"
+    assert render.percent(0, 24) == "0%"
+    assert render.percent(24, 24) == "100%"
+    assert render.percent(1, 5000) == "<0.1%"
+    assert render.percent(1, 3) == "33.3%"
+    assert render.percent(1, 2) == "50.0%"
 
-    link = render.download_link(b"a,b\n1,2\n", "gold.sales.csv")
-    payload = link.split("base64,")[1].split('"')[0]
-    assert base64.b64decode(payload) == b"a,b\n1,2\n"
-    assert 'download="gold.sales.csv"' in link
 
+def test_chart_helper_for_notebooks_draws_with_bqplot_and_keeps_a_static_copy(sales):
+    import bqplot
 
-def test_chart_helper_for_notebooks(sales):
-    svg = render.chart(sales, x="order_date", y="revenue", bucket="month", kind="line", title="Revenue")
-    assert "Revenue" in svg.data
-    assert 'class="mnb-line"' in svg.data
+    shown = render.chart(sales, x="order_date", y="revenue", bucket="month", title="Revenue")
+    assert isinstance(shown.figure, bqplot.Figure)
+    assert isinstance(shown.figure.axes[0].scale, bqplot.DateScale)
+    assert shown.figure.title == "Revenue"
+    assert len(shown.figure.marks[0].x) == 3
+    svg = shown.svg()
+    assert "Revenue" in svg
+    assert 'class="mnb-line"' in svg
+    bars = render.chart(sales, x="country", y="revenue")
+    assert isinstance(bars.figure.marks[0], bqplot.Bars)
+    assert list(bars.figure.marks[0].x) == [c for c, in sales.aggregate("country, sum(revenue) AS s", "country")
+                                            .order("s DESC").project("country").fetchall()]
 
 
 def test_core_modules_do_not_import_ipywidgets():

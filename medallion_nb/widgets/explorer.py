@@ -1,34 +1,35 @@
 """GoldExplorer: browse, filter, profile, chart and download lake tables without writing code.
 
 The app owns its controls and wires them to the pure builders of
-:mod:`medallion_nb.widgets.queries`; it renders with
-:mod:`medallion_nb.widgets.render`. Only a page of rows, aggregates or the
-CSV the user asked for ever leave DuckDB.
+:mod:`medallion_nb.widgets.queries`. Every query runs on the sandboxed,
+time-limited connection of :mod:`medallion_nb.widgets.sandbox`; only a page of
+rows, aggregates or the CSV the user asked for ever leave DuckDB.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import html
-from collections.abc import Callable, Iterator
-from pathlib import Path
+import io
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import duckdb
 import ipywidgets as w
+import pyarrow.csv as pacsv
 
 from medallion_nb.errors import LakeError, MedallionError
 from medallion_nb.lakehouse import Lakehouse
+from medallion_nb.widgets import charts, readonly
 from medallion_nb.widgets import queries as q
-from medallion_nb.widgets import readonly
 from medallion_nb.widgets import render as r
+from medallion_nb.widgets.grid import DataGrid, DownloadButton
+from medallion_nb.widgets.sandbox import DEFAULT_TIMEOUT, ReadOnlyLake
 from medallion_nb.widgets.versions import VersionsPane
 
 TABS = ("Preview", "Schema", "Profile", "Chart", "History", "Download")
-PAGE_SIZES = (10, 20, 50, 100, 500)
 EXACT_DISTINCT_ROWS = 2_000_000  # above this many rows the profile counts distinct values approximately
-MAX_LINK_BYTES = 20 * 1024 * 1024  # larger CSVs are written to disk and not embedded in the page
+CSV_BATCH_ROWS = 100_000
 
 
 def _wide(widget: w.Widget, width: str) -> w.Widget:
@@ -46,6 +47,15 @@ def _measure(numeric: list[str]) -> str:
     return numeric[-1] if numeric else q.ROWS
 
 
+def _problem(exc: Exception) -> str:
+    """An exception as one line for the red box: our messages as they are, DuckDB's first line, else the type."""
+    if isinstance(exc, MedallionError):
+        return str(exc)
+    if isinstance(exc, duckdb.Error):
+        return f"filter failed: {q._first_line(exc)}"
+    return f"filter failed ({type(exc).__name__}: {exc})"
+
+
 class GoldExplorer:
     """An ipywidgets app over a lakehouse: pick a table, filter it, page through it, profile and chart it.
 
@@ -59,11 +69,14 @@ class GoldExplorer:
         table: the table to open first (``layer.table``); default: the first table of ``layer``.
         layer: the layer whose tables are listed; ``""`` lists every layer.
         page_size: rows per preview page.
-        download_dir: where CSV downloads are written (default: ``exports/explorer`` in the project).
+        timeout: seconds after which a query is stopped with a message.
+        versions: ``{"gold.x": version}`` to show those versions (a published snapshot) instead of the latest.
+        pick_layer: show the layer picker (a dashboard shows one layer only).
     """
 
-    def __init__(self, lake: Lakehouse, table: str | None = None, *, layer: str = "gold",
-                 page_size: int = 20, download_dir: str | Path | None = None) -> None:
+    def __init__(self, lake: Lakehouse, table: str | None = None, *, layer: str = "gold", page_size: int = 20,
+                 timeout: float = DEFAULT_TIMEOUT, versions: Mapping[str, int] | None = None,
+                 pick_layer: bool = True) -> None:
         self.lake = lake
         if table:
             if not lake.exists(table):  # also refuses names that are not <layer>.<table>
@@ -72,33 +85,29 @@ class GoldExplorer:
                                 hint="run the pipeline first (medallion-nb run)")
             if layer and not table.startswith(f"{layer}."):
                 layer = table.partition(".")[0]  # list the table's own layer
-        project = lake.project
-        self.download_dir = Path(download_dir) if download_dir else (
-            (project.export_dir or project.root / "exports") / "explorer")
-        self._functions = readonly.known_functions(lake.con)
+        self.sandbox = ReadOnlyLake(lake, timeout=timeout, versions=versions)
         self._quiet = False
         # State computed from the controls (what the tests assert on).
         self.base: duckdb.DuckDBPyRelation | None = None
         self.relation: duckdb.DuckDBPyRelation | None = None
         self.info: dict[str, Any] = {}
         self.types: dict[str, str] = {}
+        self.type_names: dict[str, str] = {}
         self.conditions: tuple[q.Condition, ...] = ()
         self.where = ""
         self.total_rows = 0
         self.filtered_rows = 0
         self.error: str | None = None
-        self.page = 0
         self.page_rows: list[tuple[Any, ...]] = []
         self.profile: list[q.ColumnProfile] = []
         self.top_values: list[tuple[Any, ...]] = []
         self.chart: q.ChartData | None = None
-        self.download_path: Path | None = None
         self._stale: set[int] = set()
-        self._build(layer, page_size)
+        self._build(layer, page_size, pick_layer)
         self._fill_tables(table)
 
     # -- building -------------------------------------------------------
-    def _build(self, layer: str, page_size: int) -> None:
+    def _build(self, layer: str, page_size: int, pick_layer: bool) -> None:
         layers = [(name, name) for name in self.lake.layers] + [("all layers", "")]
         self.layer = _wide(w.Dropdown(options=layers, value=layer, description="Layer"), "180px")
         self.table = _wide(w.Dropdown(options=[], description="Table"), "340px")
@@ -113,49 +122,38 @@ class GoldExplorer:
         self.apply_button = w.Button(description="Apply", button_style="primary", icon="filter")
         self.clear_button = w.Button(description="Clear", icon="times")
         self.status = w.HTML()
-        # Preview
-        self.sort_column = _wide(w.Dropdown(options=[("(table order)", "")], description="Sort by"), "260px")
-        self.sort_desc = w.Checkbox(description="descending", indent=False, layout=w.Layout(width="110px"))
-        self.page_size = _wide(w.Dropdown(options=PAGE_SIZES, value=page_size, description="Rows"), "120px")
-        self.prev_button = w.Button(description="", icon="chevron-left", tooltip="previous page",
-                                    layout=w.Layout(width="40px"))
-        self.next_button = w.Button(description="", icon="chevron-right", tooltip="next page",
-                                    layout=w.Layout(width="40px"))
-        self.page_label = w.HTML()
-        self.preview_html = w.HTML()
-        # Schema, profile, chart, history, download
+        self.grid = DataGrid(page_size=page_size)
         self.schema_html = w.HTML()
         self.profile_html = w.HTML()
         self.top_column = _wide(w.Dropdown(options=[], description="Top values of"), "300px")
         self.top_html = w.HTML()
         self.chart_x = _wide(w.Dropdown(options=[], description="x"), "220px")
-        self.chart_bucket = _wide(w.Dropdown(options=[("as is", "")] + [(b, b) for b in q.BUCKETS],
-                                             description="by"), "130px")
+        self.chart_bucket = _wide(w.Dropdown(options=["auto", *q.TIME_BUCKETS], value="auto", description="by"),
+                                  "140px")
         self.chart_y = _wide(w.Dropdown(options=[q.ROWS], description="y"), "220px")
         self.chart_agg = _wide(w.Dropdown(options=q.AGGREGATIONS, value="sum"), "90px")
-        self.chart_kind = w.ToggleButtons(options=["bar", "line"], value="bar",
-                                          style={"button_width": "60px"})
-        self.chart_html = w.HTML()
-        self.versions = VersionsPane(self.lake, self._current_page)
-        self.download_button = w.Button(description="Prepare CSV", icon="download",
-                                        tooltip="write the filtered, sorted rows as CSV")
+        self.chart_view = w.Box()
+        self.chart_note = w.HTML()
+        self.versions = VersionsPane(self.lake, self.sandbox, self._current_page)
+        self.download = DownloadButton(self._csv, on_error=self._download_failed, label="Download CSV")
         self.download_html = w.HTML()
 
         self.tabs = w.Tab(children=[
-            w.VBox([w.HBox([self.sort_column, self.sort_desc, self.page_size, self.prev_button,
-                            self.next_button, self.page_label]), self.preview_html]),
+            self.grid,
             w.VBox([self.schema_html]),
             w.VBox([self.profile_html, self.top_column, self.top_html]),
-            w.VBox([w.HBox([self.chart_x, self.chart_bucket, self.chart_y, self.chart_agg, self.chart_kind]),
-                    self.chart_html]),
+            w.VBox([w.HBox([self.chart_x, self.chart_bucket, self.chart_y, self.chart_agg]),
+                    self.chart_note, self.chart_view]),
             self.versions.root,
-            w.VBox([w.HTML(r.note("Download the rows that match the filter, in the preview's sort order.")),
-                    self.download_button, self.download_html]),
+            w.VBox([w.HTML(r.note("Download the rows that match the filter, in the preview's sort order, "
+                                  "as a CSV file. Your browser saves it.")),
+                    self.download, self.download_html]),
         ])
         self.tabs.titles = TABS
+        top = [self.layer, self.table, self.refresh_button] if pick_layer else [self.table, self.refresh_button]
         self.root = w.VBox([
             w.HTML(r.STYLE),
-            w.HBox([self.layer, self.table, self.refresh_button]),
+            w.HBox(top),
             self.summary,
             w.HBox([self.filter_column, self.filter_op, self.filter_value]),
             w.HBox([self.where_text, self.apply_button, self.clear_button]),
@@ -163,11 +161,12 @@ class GoldExplorer:
             self.tabs,
         ])
         self.root.add_class("mnb")
+        self.root.add_class("mnb-live")
         for widget, css in ((self.table, "mnb-table-picker"), (self.layer, "mnb-layer"),
                             (self.filter_column, "mnb-filter-column"), (self.filter_op, "mnb-filter-op"),
                             (self.filter_value, "mnb-filter-value"), (self.where_text, "mnb-where"),
-                            (self.apply_button, "mnb-apply"), (self.preview_html, "mnb-preview"),
-                            (self.status, "mnb-status"), (self.download_button, "mnb-download-button")):
+                            (self.apply_button, "mnb-apply"), (self.grid, "mnb-preview"),
+                            (self.status, "mnb-status"), (self.chart_view, "mnb-chart-view")):
             widget.add_class(css)
 
         # Table errors (say, a table deleted since) show in the summary line, not as a traceback.
@@ -178,21 +177,34 @@ class GoldExplorer:
             control.observe(lambda _: self._quietly(self._apply), "value")
         self.apply_button.on_click(lambda _: self._apply())
         self.clear_button.on_click(lambda _: self.clear_filter())
-        for control in (self.sort_column, self.sort_desc, self.page_size):
-            control.observe(lambda _: self._quietly(self._go, 0), "value")
-        self.prev_button.on_click(lambda _: self._go(self.page - 1))
-        self.next_button.on_click(lambda _: self._go(self.page + 1))
+        self.grid.observe(lambda _: self._quietly(self._go, 0), ["sort_column", "sort_desc", "page_size"])
+        self.grid.observe(lambda change: self._quietly(self._go, change["new"]), "page")
         self.top_column.observe(lambda _: self._quietly(self._guard, self.top_html, self._render_top), "value")
-        for control in (self.chart_x, self.chart_bucket, self.chart_y, self.chart_agg, self.chart_kind):
-            control.observe(lambda _: self._quietly(self._guard, self.chart_html, self._render_chart), "value")
-        self.download_button.on_click(lambda _: self._guard(self.download_html, self._download))
+        for control in (self.chart_x, self.chart_bucket, self.chart_y, self.chart_agg):
+            control.observe(lambda _: self._quietly(self._guard, self.chart_note, self._render_chart), "value")
         self.tabs.observe(lambda _: self._render_visible(), "selected_index")
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         bundle = self.root._repr_mimebundle_(**kwargs)
         if isinstance(bundle, dict):
-            bundle["text/plain"] = repr(self)  # what a static copy of the notebook shows
+            bundle["text/plain"] = repr(self)
         return bundle
+
+    def _ipython_display_(self) -> None:
+        """Show the app, followed by a static copy of its first page for saved notebooks (see render.fallback)."""
+        from IPython.display import display
+
+        display(self.root)
+        display({"text/html": self.fallback_html(), "text/plain": repr(self)}, raw=True)
+
+    def fallback_html(self) -> str:
+        """What a saved notebook shows without a kernel: the table's facts and the page that was on screen."""
+        if self.relation is None:
+            return r.fallback(f"{self.name or 'no table'}", "")
+        table = r.html_table(self.relation.columns, self.page_rows, first_row=self.grid.first_row,
+                             caption=f"{self.name}: rows {self.grid.first_row:,}\u2013"
+                                     f"{self.grid.first_row + len(self.page_rows) - 1:,} of {self.filtered_rows:,}")
+        return r.fallback(f"{self.name}", table)
 
     def __repr__(self) -> str:
         return f"<GoldExplorer {self.name or 'no table'}: {self.filtered_rows:,} of {self.total_rows:,} rows>"
@@ -216,8 +228,11 @@ class GoldExplorer:
         """Run a pane's renderer; a failure is shown in the pane instead of raised into the kernel."""
         try:
             fn()
-        except (MedallionError, duckdb.Error) as exc:
-            pane.value = r.note(str(exc), "error")
+        except Exception as exc:  # shown to the person, never a traceback in a dashboard
+            pane.value = r.note(_problem(exc), "error")
+
+    def _run(self, fn: Callable[[], Any], what: str = "the query") -> Any:
+        return self.sandbox.run(fn, what)
 
     @property
     def name(self) -> str | None:
@@ -226,7 +241,7 @@ class GoldExplorer:
 
     # -- table ----------------------------------------------------------
     def _fill_tables(self, table: str | None) -> None:
-        names = self.lake.tables(self.layer.value or None)
+        names = self.sandbox.tables(self.layer.value or None)
         keep = table or (self.table.value if self.table.value in names else None)
         with self._setting():
             self.table.options = names
@@ -236,7 +251,19 @@ class GoldExplorer:
     def reload(self) -> None:
         """Re-read the lake folder (tables written since) and reopen the current table."""
         self.lake.refresh()
+        self.sandbox.refresh()
         self._fill_tables(None)
+
+    def _facts(self, name: str) -> dict[str, Any]:
+        """Rows, version, columns and the run that wrote the version shown."""
+        pinned = self.sandbox.version(name)
+        if pinned is None:
+            return self.lake.info(name)
+        layer, table = name.split(".", 1)
+        snap = self.lake.store.snapshot(layer, table, pinned)
+        commit = next((h for h in self.lake.history(name) if h["version"] == pinned), {})
+        return {"table": name, "rows": snap.rows, "version": pinned, "last_run_id": commit.get("run_id"),
+                "last_written": r.as_datetime(commit.get("timestamp"))}
 
     def _open(self) -> None:
         name = self.table.value
@@ -245,15 +272,16 @@ class GoldExplorer:
         self.versions.reset()
         if not name:
             where = f"in {self.layer.value}" if self.layer.value else "in the lake"
-            self.summary.value = r.note(f"No tables {where} yet. Run the pipeline (medallion-nb run), "
-                                        "then press Refresh.", "info")
-            for pane in (self.preview_html, self.schema_html, self.profile_html, self.chart_html,
-                         self.status, self.top_html, self.page_label):
+            self.summary.value = r.note(f"No tables {where} yet. Run the pipeline, then press Refresh.", "info")
+            for pane in (self.schema_html, self.profile_html, self.chart_note, self.status, self.top_html):
                 pane.value = ""
+            self.grid.show([], [], first_row=1, pages=1)
+            self.chart_view.children = ()
             return
-        self.info = self.lake.info(name)
-        self.base = self.lake.table(name)
+        self.info = self._facts(name)
+        self.base = self.sandbox.table(name)
         self.types = q.column_types(self.base)
+        self.type_names = q.column_type_names(self.base)
         self.total_rows = self.info["rows"]
         cols = list(self.types)
         numeric = [c for c in cols if q.is_numeric(self.types[c])]
@@ -263,22 +291,20 @@ class GoldExplorer:
             self.filter_column.value = ""
             self.filter_value.value = ""
             self.where_text.value = ""
-            self.sort_column.options = [("(table order)", "")] + [(c, c) for c in cols]
-            self.sort_column.value = ""
+            self.grid.sort_column, self.grid.sort_desc, self.grid.page, self.grid.widths = "", False, 0, {}
             self.top_column.options = cols
             self.top_column.value = next((c for c in cols if self.types[c] == "varchar"), cols[0])
             self.chart_x.options = cols
             self.chart_x.value = (temporal or [c for c in cols if self.types[c] == "varchar"] or cols)[0]
-            self.chart_bucket.value = ""
+            self.chart_bucket.value = "auto"
             self.chart_y.options = [q.ROWS, *numeric]
             self.chart_y.value = _measure(numeric)
             self.chart_agg.value = "sum"
-            self.chart_kind.value = "line" if temporal else "bar"
-        last = self.info
+        facts = self.info
         self.summary.value = (
-            f'<div class="mnb-muted"><b>{html.escape(name)}</b> · {last["rows"]:,} rows · '
-            f'{len(cols)} columns · version {last["version"]} · last written {r.when(last["last_written"])} '
-            f'by run <code>{html.escape(str(last["last_run_id"]))}</code></div>')
+            f'<div class="mnb-muted mnb-facts"><b>{html.escape(name)}</b> · {facts["rows"]:,} rows · '
+            f'{len(cols)} columns · version {facts["version"]} · written {r.when(facts["last_written"])} '
+            f'by run <code>{html.escape(str(facts["last_run_id"]))}</code></div>')
         self._apply()
 
     # -- filter -----------------------------------------------------------
@@ -294,24 +320,26 @@ class GoldExplorer:
             return
         try:
             conditions = self._conditions()
-            where = readonly.check_where(self.where_text.value, tables=self.lake.tables(), functions=self._functions)
+            where = readonly.check_where(self.where_text.value, tables=self.sandbox.tables(),
+                                         functions=self.sandbox.functions, types=self.sandbox.types)
             rel = q.filter_relation(self.base, conditions, where)
             filtered = bool(conditions or where)
-            count = q.count_rows(rel) if filtered else self.total_rows
-        except (MedallionError, duckdb.Error) as exc:
-            self.error = str(exc) if isinstance(exc, MedallionError) else f"filter failed: {q._first_line(exc)}"
+            count = self._run(lambda: q.count_rows(rel), "counting the matching rows") if filtered \
+                else self.total_rows
+        except Exception as exc:  # every refused or failing filter goes to the red box
+            self.error = _problem(exc)
             self.status.value = r.note(f"{self.error}\nThe previous filter is still applied.", "error")
             return
         self.error = None
         self.relation, self.conditions, self.where, self.filtered_rows = rel, conditions, where, count
         if filtered:
-            text = q.describe_filter(conditions, self.where_text.value)
+            text = q.describe_filter(conditions, self.where_text.value, self.types)
             self.status.value = r.note(f"{count:,} of {self.total_rows:,} rows match {text}", "ok")
         else:
             self.status.value = ""
-        self.download_path = None
         self.download_html.value = ""
-        self.page = 0
+        with self._setting():
+            self.grid.page = 0
         self._stale = set(range(len(TABS)))
         self._render_visible()
 
@@ -330,8 +358,8 @@ class GoldExplorer:
             return
         self._stale.discard(index)
         pane, renderer = {
-            0: (self.preview_html, self._render_preview), 1: (self.schema_html, self._render_schema),
-            2: (self.profile_html, self._render_profile), 3: (self.chart_html, self._render_chart),
+            0: (self.status, self._render_preview), 1: (self.schema_html, self._render_schema),
+            2: (self.profile_html, self._render_profile), 3: (self.chart_note, self._render_chart),
             4: (self.versions.compare_html, self._render_history), 5: (self.download_html, lambda: None),
         }[index]
         self._guard(pane, renderer)
@@ -340,46 +368,51 @@ class GoldExplorer:
         """Switch to a tab by title (``Preview``, ``Profile``, ``Chart``, ...), computing it if needed."""
         self.tabs.selected_index = TABS.index(tab)
 
-    def _page_relation(self, rel: duckdb.DuckDBPyRelation, *, limit: int | None, offset: int = 0
-                       ) -> duckdb.DuckDBPyRelation:
-        return q.page_relation(rel, order_by=self.sort_column.value or None, descending=self.sort_desc.value,
+    @property
+    def page(self) -> int:
+        """The preview page on screen (0-based)."""
+        return self.grid.page
+
+    def _sorted(self, rel: duckdb.DuckDBPyRelation, *, limit: int | None, offset: int = 0) -> duckdb.DuckDBPyRelation:
+        return q.page_relation(rel, order_by=self.grid.sort_column or None, descending=self.grid.sort_desc,
                                limit=limit, offset=offset)
 
     def _current_page(self, rel: duckdb.DuckDBPyRelation) -> tuple[duckdb.DuckDBPyRelation, int]:
-        size = self.page_size.value
-        return self._page_relation(rel, limit=size, offset=self.page * size), self.page * size + 1
+        size = self.grid.page_size
+        return self._sorted(rel, limit=size, offset=self.grid.page * size), self.grid.page * size + 1
 
     def _go(self, page: int) -> None:
-        pages = max(1, -(-self.filtered_rows // self.page_size.value))
-        self.page = min(max(page, 0), pages - 1)
+        pages = max(1, -(-self.filtered_rows // self.grid.page_size))
+        with self._setting():
+            self.grid.page = min(max(page, 0), pages - 1)
         self._stale.add(0)
         if self.versions.diff:
             self._stale.add(4)
         self._render_visible()
 
     def _render_preview(self) -> None:
-        size = self.page_size.value
-        first = self.page * size
-        rows = self._page_relation(self.relation, limit=size, offset=first).fetchall()
+        size = self.grid.page_size
+        first = self.grid.page * size
+        rows = self._run(lambda: self._sorted(self.relation, limit=size, offset=first).fetchall(), "the page")
         self.page_rows = rows
-        shown = f"rows {first + 1:,}&ndash;{first + len(rows):,}" if rows else "no rows"
+        shown = f"rows {first + 1:,}\u2013{first + len(rows):,}" if rows else "no rows"
         extra = f" (filtered from {self.total_rows:,})" if self.filtered_rows != self.total_rows else ""
-        self.page_label.value = f'<span class="mnb-muted">{shown} of {self.filtered_rows:,}{extra}</span>'
-        self.prev_button.disabled = self.page == 0
-        self.next_button.disabled = first + len(rows) >= self.filtered_rows
-        table = r.html_table(self.relation.columns, rows, first_row=first + 1, empty="no rows match the filter")
-        self.preview_html.value = f'<div class="mnb-scroll">{table}</div>'
+        columns = [(c, self.type_names[c], q.is_numeric(self.types[c])) for c in self.relation.columns]
+        self.grid.empty_text = "no rows match the filter"
+        self.grid.show(columns, rows, first_row=first + 1, pages=-(-self.filtered_rows // size),
+                       info=f"{shown} of {self.filtered_rows:,}{extra}")
 
     def _render_schema(self) -> None:
-        rows = [(name, dtype) for name, dtype in self.info["columns"]]
+        rows = list(self.type_names.items())
         self.schema_html.value = r.html_table(["column", "type"], rows, caption=f"{self.name}: {len(rows)} columns")
 
     def _render_profile(self) -> None:
         exact = self.filtered_rows <= EXACT_DISTINCT_ROWS
-        self.profile = q.profile_columns(self.relation, exact_distinct=exact)
+        self.profile = self._run(lambda: q.profile_columns(self.relation, exact_distinct=exact), "the profile")
         total = self.filtered_rows
-        rows = [(p.column, p.type, p.count, p.nulls, round(100 * p.nulls / total, 1) if total else 0.0,
-                 p.distinct, p.minimum, p.maximum, p.mean) for p in self.profile]
+        rows = [(p.column, self.type_names.get(p.column, p.type), p.count, p.nulls, r.Cell(r.percent(p.nulls, total)),
+                 p.distinct, p.minimum, p.maximum,
+                 p.mean if q.is_numeric(p.type) else r.Cell("", numeric=False)) for p in self.profile]
         head = ["column", "type", "values", "nulls", "null %", "distinct" if exact else "≈ distinct",
                 "min", "max", "mean"]
         self.profile_html.value = r.html_table(head, rows, caption=f"profile of {total:,} rows")
@@ -388,44 +421,60 @@ class GoldExplorer:
     def _render_top(self) -> None:
         if self.relation is None or not self.top_column.value:
             return
-        self.top_values = q.top_values_relation(self.relation, self.top_column.value).fetchall()
-        total = self.filtered_rows or 1
-        rows = [(value, n, round(100 * n / total, 1)) for value, n in self.top_values]
-        self.top_html.value = r.html_table([self.top_column.value, "rows", "%"], rows)
+        column = self.top_column.value
+        self.top_values = self._run(lambda: q.top_values_relation(self.relation, column).fetchall(), "top values")
+        rows = [(value, n, r.Cell(r.percent(n, self.filtered_rows))) for value, n in self.top_values]
+        self.top_html.value = r.html_table([column, "rows", "% of rows"], rows)
 
     def _render_chart(self) -> None:
         if self.relation is None:
             return
         self.chart_bucket.disabled = not q.is_temporal(self.types.get(self.chart_x.value, ""))
-        bucket = "" if self.chart_bucket.disabled else self.chart_bucket.value
         self.chart_agg.disabled = self.chart_y.value == q.ROWS
-        kind = self.chart_kind.value
-        self.chart = q.chart_data(self.relation, x=self.chart_x.value, y=self.chart_y.value,
-                                  agg=self.chart_agg.value, bucket=bucket,
-                                  max_points=50 if kind == "bar" else 500)
-        svg = r.svg_chart(self.chart.labels, self.chart.values, kind=kind, title=self.chart.title)
-        more = r.note("Only the first groups are shown; filter to see others.") if self.chart.truncated else ""
-        self.chart_html.value = svg + more
+        bucket = "auto" if self.chart_bucket.disabled else self.chart_bucket.value
+        self.chart = self._run(lambda: q.chart_data(self.relation, x=self.chart_x.value, y=self.chart_y.value,
+                                                    agg=self.chart_agg.value, bucket=bucket), "the chart")
+        if self.chart_view.children:
+            charts.update(self.chart_view.children[0], self.chart)
+        else:
+            self.chart_view.children = (charts.figure(self.chart),)
+        self.chart_note.value = r.note(self.chart.note) if self.chart.note else ""
 
     def _render_history(self) -> None:
         self.versions.show(self.name, self.info["version"], self.relation, self.conditions, self.where)
 
-    def _download(self) -> None:
-        rel = self._page_relation(self.relation, limit=None)
-        self.download_dir.mkdir(parents=True, exist_ok=True)
-        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    # -- download ---------------------------------------------------------
+    def _csv(self) -> tuple[str, str, Iterable[bytes], Callable[[], str]]:
+        """The filtered rows, in the preview's order, as CSV pieces (nothing is written on the server)."""
+        if self.relation is None:
+            raise LakeError("there is no table to download")
+        rel = self._sorted(self.relation, limit=None)
         suffix = "-filtered" if self.filtered_rows != self.total_rows else ""
-        filename = f"{self.name}{suffix}.csv"
-        path = self.download_dir / f"{self.name}{suffix}-{stamp}.csv"
-        try:
-            rel.write_csv(str(path), header=True)
-        except duckdb.Error as exc:
-            raise q.FilterError(f"cannot write {path}: {q._first_line(exc)}") from exc
-        self.download_path = path
-        size = path.stat().st_size
-        where = f"{self.filtered_rows:,} rows, {size / 1024:,.1f} KiB, saved as {path}"
-        if size <= MAX_LINK_BYTES:
-            self.download_html.value = r.download_link(path.read_bytes(), filename) + r.note(where, "ok")
-        else:
-            self.download_html.value = r.note(f"{where} (too large to download from the page; "
-                                              "open it from the file browser)", "ok")
+        count = [0]
+
+        def pieces() -> Iterator[bytes]:
+            with self.sandbox.deadline("the download"):
+                reader = rel.to_arrow_reader(CSV_BATCH_ROWS)
+                sink = io.BytesIO()
+                options = pacsv.WriteOptions(include_header=True, quoting_style="needed")
+                with pacsv.CSVWriter(sink, reader.schema, write_options=options) as writer:
+                    for batch in reader:
+                        writer.write_batch(batch)
+                        count[0] += batch.num_rows
+                        yield _take(sink)
+                yield _take(sink)
+
+        self.download_html.value = ""
+        return (f"{self.name}{suffix}.csv", "text/csv", pieces(),
+                lambda: f"{count[0]:,} rows{' matching the filter' if suffix else ''}")
+
+    def _download_failed(self, message: str) -> None:
+        self.download_html.value = r.note(message, "error")
+
+
+def _take(sink: io.BytesIO) -> bytes:
+    data = sink.getvalue()
+    sink.seek(0)
+    sink.truncate()
+    return data
+

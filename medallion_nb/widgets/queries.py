@@ -25,7 +25,6 @@ from medallion_nb.sql import quote_ident
 OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "contains", "starts with", "in", "is null", "is not null")
 NO_VALUE_OPERATORS = ("is null", "is not null")
 AGGREGATIONS = ("sum", "avg", "min", "max", "count")
-BUCKETS = ("day", "week", "month", "quarter", "year")
 ROWS = "(rows)"  # the chart's y "column" that counts rows
 
 _INTEGER = {"tinyint", "smallint", "integer", "bigint", "hugeint",
@@ -65,20 +64,15 @@ class ColumnProfile:
     mean: float | None
 
 
-@dataclass(frozen=True)
-class ChartData:
-    """The points of a chart: one label and one value per group."""
-
-    labels: list[Any]
-    values: list[float | None]
-    truncated: bool
-    title: str
-
-
 # -- types ----------------------------------------------------------------
 def column_types(rel: duckdb.DuckDBPyRelation) -> dict[str, str]:
     """Column name -> DuckDB type id (``integer``, ``varchar``, ``decimal``, ...)."""
     return {name: str(dtype.id) for name, dtype in zip(rel.columns, rel.types, strict=True)}
+
+
+def column_type_names(rel: duckdb.DuckDBPyRelation) -> dict[str, str]:
+    """Column name -> DuckDB type as DuckDB writes it (``INTEGER``, ``DECIMAL(18,2)``, ``DATE``, ...)."""
+    return {name: str(dtype) for name, dtype in zip(rel.columns, rel.types, strict=True)}
 
 
 def is_numeric(type_id: str) -> bool:
@@ -198,13 +192,27 @@ def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0]
 
 
-def describe_filter(conditions: Sequence[Condition], where: str = "") -> str:
-    """A readable one-line summary of a filter, for labels and file names."""
-    parts = [f"{c.column} {c.op}" + ("" if c.op in NO_VALUE_OPERATORS else f" {c.value.strip()!r}")
+def describe_filter(conditions: Sequence[Condition], where: str = "", types: Mapping[str, str] | None = None) -> str:
+    """A readable one-line summary of a filter, values shown as typed: ``units > 100 AND country = 'DE'``."""
+    parts = [f"{c.column} {c.op}" + ("" if c.op in NO_VALUE_OPERATORS else f" {_shown(c, (types or {}).get(c.column))}")
              for c in conditions]
     if where.strip():
         parts.append(where.strip())
     return " AND ".join(parts)
+
+
+def _shown(cond: Condition, type_id: str | None) -> str:
+    """A condition's value as it is compared: numbers and dates bare, text in quotes."""
+    if cond.op in ("contains", "starts with") or type_id is None or not _typed(type_id):
+        return repr(cond.value.strip())
+    items = [p for p in cond.value.split(",") if p.strip()] if cond.op == "in" else [cond.value]
+    try:
+        values = [_typed_value(item, type_id, cond.column) for item in items]
+    except FilterError:
+        return repr(cond.value.strip())
+    text = ", ".join(repr(v) if isinstance(v, str) else str(v).lower() if isinstance(v, bool)
+                     else v.isoformat(sep=" ") if isinstance(v, dt.datetime) else str(v) for v in values)
+    return f"({text})" if cond.op == "in" else text
 
 
 # -- pages ----------------------------------------------------------------
@@ -286,47 +294,69 @@ def top_values_relation(rel: duckdb.DuckDBPyRelation, column: str, n: int = 10) 
 
 
 # -- chart ----------------------------------------------------------------
-def chart_relation(
-    rel: duckdb.DuckDBPyRelation,
-    *,
-    x: str,
-    y: str = ROWS,
-    agg: str = "sum",
-    bucket: str = "",
-    max_points: int = 50,
-) -> duckdb.DuckDBPyRelation:
-    """Chart data: ``agg(y)`` grouped by ``x`` (or by its day/week/month/... bucket), as ``(x, value)``.
+TIME_BUCKETS = ("hour", "day", "week", "month", "quarter", "year")
+_STEP = {"hour": "INTERVAL 1 HOUR", "day": "INTERVAL 1 DAY", "week": "INTERVAL 7 DAY",
+         "month": "INTERVAL 1 MONTH", "quarter": "INTERVAL 3 MONTH", "year": "INTERVAL 1 YEAR"}
+_APPROX_SECONDS = {"hour": 3600, "day": 86_400, "week": 7 * 86_400, "month": 30.44 * 86_400,
+                   "quarter": 91.3 * 86_400, "year": 365.25 * 86_400}
+AUTO_TIME_BINS = 120  # auto binning picks the finest bucket that gives at most this many bins
+MAX_TIME_BINS = 1000  # a bucket picked by hand shows at most this many bins
+MAX_CATEGORIES = 50
+MAX_NUMBER_POINTS = 500
 
-    Groups are ordered by ``x`` when ``x`` is numeric or temporal, else by value,
-    largest first. At most ``max_points + 1`` rows come back, so the caller can tell
-    that there were more.
 
-    Raises:
-        FilterError: unknown column, aggregation or bucket, or a non-numeric ``y`` with an aggregation other
-            than ``count``.
+@dataclass(frozen=True)
+class ChartData:
+    """The points of a chart: one label and one value per group.
+
+    ``axis`` is ``time`` (labels are bin starts, empty bins have value None so gaps show),
+    ``category`` (labels are text, largest value first) or ``number`` (ordered by x).
+    ``groups`` is how many groups there are in all; ``truncated`` when fewer are in ``labels``.
     """
-    types = column_types(rel)
-    _column(types, x, "chart x")
+
+    labels: list[Any]
+    values: list[float | None]
+    truncated: bool
+    title: str
+    axis: str = "category"
+    bucket: str = ""
+    groups: int = 0
+
+    @property
+    def note(self) -> str:
+        """What a reader must know about the groups shown ("" when all are shown)."""
+        if not self.truncated:
+            return ""
+        if self.axis == "time":
+            return (f"Showing the first {len(self.labels):,} of {self.groups:,} {self.bucket}s; "
+                    "pick a coarser bucket or filter a shorter period to see the rest.")
+        order = "largest" if self.axis == "category" else "lowest"
+        return (f"Showing the {order} {len(self.labels):,} of {self.groups:,} groups; "
+                f"the other {self.groups - len(self.labels):,} are left out. Filter to see them.")
+
+
+def auto_bucket(low: Any, high: Any, *, dates_only: bool = False, max_bins: int = AUTO_TIME_BINS) -> str:
+    """The finest bucket (hour, day, week, month, quarter, year) giving at most ``max_bins`` bins over a span."""
+    if low is None or high is None:
+        return "day"
+    if not isinstance(low, dt.datetime):
+        low, high = dt.datetime.combine(low, dt.time()), dt.datetime.combine(high, dt.time())
+    span = abs((high.replace(tzinfo=None) - low.replace(tzinfo=None)).total_seconds())
+    for bucket in TIME_BUCKETS[1 if dates_only else 0:]:
+        if span / _APPROX_SECONDS[bucket] + 1 <= max_bins:
+            return bucket
+    return "year"
+
+
+def _aggregate_sql(types: Mapping[str, str], y: str, agg: str) -> str:
     if agg not in AGGREGATIONS:
         raise FilterError(f"chart: aggregation {agg!r} is not one of {', '.join(AGGREGATIONS)}")
-    x_sql = quote_ident(x)
-    if bucket:
-        if bucket not in BUCKETS:
-            raise FilterError(f"chart: bucket {bucket!r} is not one of {', '.join(BUCKETS)}")
-        if not is_temporal(types[x]):
-            raise FilterError(f"chart: {x} is {types[x]}, not a date or timestamp; it cannot be grouped by {bucket}")
-        x_sql = f"CAST(date_trunc('{bucket}', {x_sql}) AS DATE)"
     if y == ROWS:
-        value = "count(*)"
-    else:
-        _column(types, y, "chart y")
-        if agg != "count" and not is_numeric(types[y]):
-            raise FilterError(f"chart: cannot {agg} {y} ({types[y]}); pick a numeric column, or count")
-        value = f"{agg}({quote_ident(y)})"
-    ordered = bool(bucket) or is_numeric(types[x]) or is_temporal(types[x])
-    order = "x ASC NULLS LAST" if ordered else "value DESC NULLS LAST, x ASC NULLS LAST"
-    grouped = rel.aggregate(f"{x_sql} AS x, {value}::DOUBLE AS value", x_sql)
-    return grouped.order(order).limit(int(max_points) + 1)
+        return "count(*)"
+    _column(types, y, "chart y")
+    if agg != "count" and not is_numeric(types[y]):
+        raise FilterError(f"chart: cannot {agg} {y} ({types[y]}); pick a numeric column, or count")
+    return f"{agg}({quote_ident(y)})"
 
 
 def chart_data(
@@ -335,21 +365,65 @@ def chart_data(
     x: str,
     y: str = ROWS,
     agg: str = "sum",
-    bucket: str = "",
-    max_points: int = 50,
+    bucket: str = "auto",
+    max_points: int | None = None,
 ) -> ChartData:
-    """Run :func:`chart_relation` and return its points and a title such as ``sum(revenue) by month``.
+    """``agg(y)`` grouped by ``x``, ready to draw, with a title such as ``sum(revenue) by order_date (day)``.
+
+    - a date or timestamp ``x`` is grouped into time bins: ``bucket="auto"`` picks hour, day, week,
+      month, quarter or year from the span of the data (at most ``AUTO_TIME_BINS`` bins); every bin
+      between the first and the last is returned, an empty one with value None, so gaps show;
+    - a text (or other) ``x`` gives one group per value, largest first, at most ``MAX_CATEGORIES``;
+    - a numeric ``x`` gives one point per value in order, at most ``MAX_NUMBER_POINTS``.
 
     Raises:
-        FilterError: see :func:`chart_relation`.
+        FilterError: unknown column, aggregation or bucket, a bucket for a column that is not a date or
+            timestamp, or a non-numeric ``y`` with an aggregation other than ``count``.
     """
-    rows = chart_relation(rel, x=x, y=y, agg=agg, bucket=bucket, max_points=max_points).fetchall()
-    truncated = len(rows) > max_points
-    rows = rows[:max_points]
+    types = column_types(rel)
+    _column(types, x, "chart x")
+    value = _aggregate_sql(types, y, agg)
     what = "rows" if y == ROWS else f"{agg}({y})"
-    by = f"{x} ({bucket})" if bucket else x
-    return ChartData(labels=[r[0] for r in rows], values=[r[1] for r in rows], truncated=truncated,
-                     title=f"{what} by {by}")
+    x_sql = quote_ident(x)
+    if bucket and bucket != "auto":
+        if bucket not in TIME_BUCKETS:
+            raise FilterError(f"chart: bucket {bucket!r} is not one of auto, {', '.join(TIME_BUCKETS)}")
+        if not is_temporal(types[x]):
+            raise FilterError(f"chart: {x} is {types[x]}, not a date or timestamp; it cannot be grouped by {bucket}")
+    if is_temporal(types[x]):
+        return _time_chart(rel, x, types[x], value, what, bucket, max_points or MAX_TIME_BINS)
+    axis = "number" if is_numeric(types[x]) else "category"
+    limit = max_points or (MAX_NUMBER_POINTS if axis == "number" else MAX_CATEGORIES)
+    order = "x ASC NULLS LAST" if axis == "number" else "value DESC NULLS LAST, x ASC NULLS LAST"
+    grouped = rel.aggregate(f"{x_sql} AS x, {value}::DOUBLE AS value", x_sql)
+    rows = grouped.query("__chart_groups", f"SELECT x, value, count(*) OVER () AS groups FROM __chart_groups "
+                                           f"ORDER BY {order} LIMIT {int(limit)}").fetchall()
+    groups = rows[0][2] if rows else 0
+    return ChartData(labels=[r[0] for r in rows], values=[r[1] for r in rows], truncated=groups > len(rows),
+                     title=f"{what} by {x}", axis=axis, groups=groups)
+
+
+def _time_chart(rel: duckdb.DuckDBPyRelation, x: str, type_id: str, value: str, what: str, bucket: str,
+                max_bins: int) -> ChartData:
+    x_sql = f"CAST({quote_ident(x)} AS TIMESTAMP)"
+    low, high = rel.aggregate(f"min({x_sql}), max({x_sql})").fetchall()[0]
+    if not bucket or bucket == "auto":
+        bucket = auto_bucket(low, high, dates_only=type_id == "date", max_bins=min(max_bins, AUTO_TIME_BINS))
+    title = f"{what} by {x} ({bucket})"
+    if low is None:
+        return ChartData(labels=[], values=[], truncated=False, title=title, axis="time", bucket=bucket)
+    binned = f"date_trunc('{bucket}', {x_sql})"
+    grouped = rel.filter(f"{x_sql} IS NOT NULL").aggregate(f"{binned} AS x, {value}::DOUBLE AS value", binned)
+    # Every bin from the first to the last, so that a bin without rows shows as a gap, not as a neighbour.
+    rows = grouped.query("__chart_bins", f"""
+        WITH bins AS (
+            SELECT unnest(generate_series(min(x), max(x), {_STEP[bucket]})) AS x FROM __chart_bins)
+        SELECT bins.x, g.value, count(*) OVER () AS groups
+        FROM bins LEFT JOIN __chart_bins g ON g.x = bins.x
+        ORDER BY bins.x LIMIT {int(max_bins)}""").fetchall()
+    groups = rows[0][2] if rows else 0
+    return ChartData(labels=[r[0] for r in rows], values=[r[1] for r in rows], truncated=groups > len(rows),
+                     title=title, axis="time", bucket=bucket, groups=groups)
 
 
 # -- versions ---------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import unicodedata
 from collections.abc import Collection, Iterator
 from typing import Any
 
@@ -35,6 +36,8 @@ _FORBIDDEN_FUNCTIONS = frozenset((
 _FORBIDDEN_SOURCES = frozenset(("PIVOT", "SHOW_REF", "COLUMN_DATA", "DELIM_GET", "CTE", "BOUND_TABLE_REF",
                                 "INVALID"))
 _PLACEHOLDER = "__medallion_filter__"
+# Type constructors the parser spells out when it reads T[], STRUCT(...), MAP(...), ...
+_TYPE_CONSTRUCTORS = frozenset(("list", "array", "struct", "map", "union", "enum", "decimal", "numeric"))
 
 
 @functools.cache
@@ -63,7 +66,14 @@ def _walk(node: Any) -> Iterator[dict[str, Any]]:
             yield from _walk(value)
 
 
-def check_where(where: str, *, tables: Collection[str], functions: Collection[str]) -> str:
+def known_types(con: duckdb.DuckDBPyConnection) -> frozenset[str]:
+    """Names of the types (and their aliases) already loaded in ``con``; a filter may only cast to these."""
+    rows = con.execute("SELECT DISTINCT type_name FROM duckdb_types()").fetchall()
+    return frozenset(name.lower() for (name,) in rows)
+
+
+def check_where(where: str, *, tables: Collection[str], functions: Collection[str],
+                types: Collection[str] | None = None) -> str:
     """Check that a SQL ``WHERE`` expression can only read, and return it ready for ``rel.filter``.
 
     The text must be one boolean expression. It may call the loaded scalar
@@ -76,6 +86,7 @@ def check_where(where: str, *, tables: Collection[str], functions: Collection[st
         where: the expression, e.g. ``revenue > 100 AND country = 'DE'``; empty means no filter.
         tables: the lake tables a subquery may read (``layer.table``).
         functions: the function names it may call (see :func:`known_functions`).
+        types: the type names it may cast to (see :func:`known_types`); default: those of a plain DuckDB.
 
     Returns:
         ``""`` for an empty expression, else the expression in parentheses.
@@ -86,6 +97,26 @@ def check_where(where: str, *, tables: Collection[str], functions: Collection[st
     text = where.strip()
     if not text:
         return ""
+    try:
+        return _check(text, tables, functions, _default_types() if types is None else types)
+    except FilterError:
+        raise
+    except Exception as exc:  # a parse tree we did not foresee must be refused, never crash the app
+        raise FilterError(f"filter cannot be checked ({type(exc).__name__}: {exc}); "
+                          "write a plain condition such as revenue > 100 AND country = 'DE'") from exc
+
+
+@functools.cache
+def _default_types() -> frozenset[str]:
+    return known_types(_parser())
+
+
+def _check(text: str, tables: Collection[str], functions: Collection[str], types: Collection[str]) -> str:
+    for char in text:
+        # Invisible and control characters can hide what a condition does (U+200B, U+202E, NUL...).
+        if unicodedata.category(char) in ("Cc", "Cf", "Co", "Cs") and char not in "\t\n\r":
+            raise FilterError(f"filter: invisible or control character U+{ord(char):04X} is not allowed; "
+                              "type the condition as plain text")
     try:
         tokens = duckdb.tokenize(text)
     except (duckdb.Error, RuntimeError) as exc:
@@ -109,8 +140,9 @@ def check_where(where: str, *, tables: Collection[str], functions: Collection[st
     condition = parsed["statements"][0]["node"]["where_clause"]
     allowed_tables = {name.lower() for name in tables}
     allowed_functions = {name.lower() for name in functions}
+    allowed_types = {name.lower() for name in types} | _TYPE_CONSTRUCTORS
     for node in _walk(condition):
-        _check_node(node, allowed_tables, allowed_functions)
+        _check_node(node, allowed_tables, allowed_functions, allowed_types)
     return f"({text})"
 
 
@@ -135,13 +167,25 @@ def _check_shape(parsed: dict[str, Any]) -> None:
                           "e.g. revenue > 100 AND country = 'DE'")
 
 
-def _check_node(node: dict[str, Any], tables: set[str], functions: set[str]) -> None:
+def _check_node(node: dict[str, Any], tables: set[str], functions: set[str], types: set[str]) -> None:
     kind = node.get("type")
+    if not isinstance(kind, str):  # e.g. a sample's size carries {"type": {"id": ...}}
+        kind = ""
+    if node.get("sample"):
+        raise FilterError("filter: USING SAMPLE / TABLESAMPLE is not allowed; a filter must give the same rows "
+                          "every time (pages, counts and downloads agree)")
+    if node.get("class") == "TYPE":
+        type_name = str(node.get("type_name", ""))
+        if node.get("catalog") or node.get("schema") or type_name.lower() not in types:
+            raise FilterError(f"filter: type {type_name} is not available; cast to a built-in type such as "
+                              "VARCHAR, INTEGER, DOUBLE, DECIMAL(18,2), DATE or TIMESTAMP")
     if kind == "TABLE_FUNCTION":
         function = (node.get("function") or {}).get("function_name") or "a table function"
         raise FilterError(f"filter: {function}(...) is not allowed; a filter can read lake tables only, "
                           "not files or table functions")
     if kind == "BASE_TABLE":
+        if node.get("at_clause"):
+            raise FilterError("filter: AT (VERSION => ...) is not allowed; use the History tab for earlier versions")
         schema, table = node.get("schema_name") or "", node.get("table_name") or ""
         name = f"{schema}.{table}" if schema else table
         if node.get("catalog_name") or name.lower() not in tables:

@@ -7,7 +7,6 @@ HTML-escaped.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import decimal
 import html
@@ -35,6 +34,29 @@ STYLE = """<style>
 </style>"""
 
 _NUMBERS = (int, float, decimal.Decimal)
+
+
+class Cell(str):
+    """Text already formatted for a table cell (e.g. ``4.2%``); right-aligned when ``numeric``."""
+
+    numeric: bool
+
+    def __new__(cls, text: str, *, numeric: bool = True) -> Cell:
+        cell = super().__new__(cls, text)
+        cell.numeric = numeric
+        return cell
+
+
+def percent(part: int | float, whole: int | float) -> str:
+    """``part`` of ``whole`` as a percentage people read: ``4.2%``, ``<0.1%``, ``100%``, ``0%``."""
+    if not whole or not part:
+        return "0%"
+    share = 100 * part / whole
+    if share < 0.1:
+        return "<0.1%"
+    if share >= 100:
+        return "100%"
+    return f"{share:.1f}%"
 
 
 def format_value(value: Any, *, max_chars: int = 120) -> str:
@@ -81,6 +103,9 @@ def html_table(
         if first_row is not None:
             cells.append(f'<td class="num null">{first_row + i:,}</td>')
         for value in row:
+            if isinstance(value, Cell):
+                cells.append(f'<td class="{"num" if value.numeric else ""}">{html.escape(str(value))}</td>')
+                continue
             numeric = isinstance(value, _NUMBERS) and not isinstance(value, bool)
             cls = "null" if value is None else "num" if numeric else ""
             cells.append(f'<td class="{cls}">{html.escape(format_value(value))}</td>')
@@ -94,14 +119,6 @@ def html_table(
 def note(text: str, level: str = "info") -> str:
     """A one-line message box; ``level`` is ``info``, ``ok`` or ``error``."""
     return f'<div class="mnb-note {html.escape(level)}">{html.escape(text)}</div>'
-
-
-def download_link(data: bytes, filename: str, *, label: str | None = None) -> str:
-    """An ``<a download>`` link carrying ``data`` as a base64 data URI (works in JupyterLab and Voila)."""
-    payload = base64.b64encode(data).decode("ascii")
-    text = html.escape(label or f"Download {filename}")
-    return (f'<a class="mnb-download" download="{html.escape(filename)}" href="data:text/csv;base64,{payload}" '
-            f'style="font-weight:600;color:#0969da;text-decoration:underline">{text}</a>')
 
 
 # -- charts ----------------------------------------------------------------
@@ -219,28 +236,77 @@ def chart(
     x: str,
     y: str = "(rows)",
     agg: str = "sum",
-    kind: str = "bar",
-    bucket: str = "",
+    bucket: str = "auto",
     title: str | None = None,
-    max_points: int = 50,
+    max_points: int | None = None,
 ) -> Any:
-    """A chart of a relation for a notebook cell: ``agg(y)`` by ``x`` as an SVG image.
+    """A chart of a relation for a notebook cell: ``agg(y)`` by ``x``, drawn with bqplot.
 
-    Example: ``chart(lake.table("gold.daily_sales"), x="order_date", y="revenue", bucket="month", kind="line")``.
+    Dates and timestamps get a time axis binned by hour/day/week/month/... (``bucket="auto"``
+    picks from the span), text columns get bars. A saved notebook shows a static SVG copy.
+
+    Example: ``chart(lake.table("gold.daily_sales"), x="order_date", y="revenue", bucket="month")``.
 
     Raises:
         FilterError: unknown column, aggregation or bucket (see :func:`~medallion_nb.widgets.queries.chart_data`).
     """
-    from IPython.display import SVG
-
     from medallion_nb.widgets.queries import chart_data
 
     data = chart_data(rel, x=x, y=y, agg=agg, bucket=bucket, max_points=max_points)
-    return SVG(svg_chart(data.labels, data.values, kind=kind, title=title or data.title))
+    return Chart(data, title=title)
 
 
-def when(ms: int | None) -> str:
-    """A Delta commit timestamp (milliseconds since the epoch) as ``YYYY-MM-DD HH:MM:SS UTC``."""
-    if ms is None:
-        return "unknown time"
-    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+class Chart:
+    """A chart in a notebook: the live bqplot figure, then a static SVG copy that saved notebooks show."""
+
+    def __init__(self, data: Any, *, title: str | None = None) -> None:
+        from medallion_nb.widgets import charts
+
+        self.data = data
+        self.title = title or data.title
+        self.figure = charts.figure(data, title=self.title)
+
+    def svg(self) -> str:
+        """The static copy: the same points as an SVG (no JavaScript)."""
+        labels = [format_value(v) for v in self.data.labels]
+        kind = "bar" if self.data.axis == "category" else "line"
+        return svg_chart(labels, self.data.values, kind=kind, title=self.title)
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.figure)
+        note_text = f"<p>{html.escape(self.data.note)}</p>" if self.data.note else ""
+        display({"text/html": fallback(self.title, self.svg() + note_text), "text/plain": self.title}, raw=True)
+
+
+# Shown after a live widget: hidden while the widget is live (its output carries .mnb-live); when the
+# notebook is reopened without a kernel, the widget's output ("Error displaying widget: model not found")
+# is hidden instead and this static copy shows.
+_FALLBACK_STYLE = """<style>
+.jp-OutputArea-child:has(.mnb-live) + .jp-OutputArea-child:has(.mnb-static) {display: none;}
+.jp-OutputArea-child:has(+ .jp-OutputArea-child .mnb-static):not(:has(.mnb-live)) {display: none;}
+</style>"""
+
+
+def fallback(title: str, body: str) -> str:
+    """The static copy of a widget output, with a note to run the notebook again for the live version."""
+    return (f'{_FALLBACK_STYLE}<div class="mnb mnb-static">{STYLE}'
+            f'<div class="mnb-note info">{html.escape(title)}: a saved copy. '
+            "Run the notebook again to explore it live.</div>"
+            f"{body}</div>")
+
+
+def as_datetime(value: Any) -> dt.datetime | None:
+    """A commit time as a UTC datetime (Delta stores milliseconds since the epoch)."""
+    if value is None or isinstance(value, dt.datetime):
+        return value
+    return dt.datetime.fromtimestamp(value / 1000, tz=dt.UTC)
+
+
+def when(value: Any) -> str:
+    """A commit time (datetime or epoch milliseconds) as ``YYYY-MM-DD HH:MM UTC``."""
+    moment = as_datetime(value)
+    if moment is None:
+        return "at an unknown time"
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -12,6 +12,7 @@ from medallion_nb.errors import MedallionError
 from medallion_nb.lakehouse import Lakehouse
 from medallion_nb.widgets import queries as q
 from medallion_nb.widgets import render as r
+from medallion_nb.widgets.sandbox import ReadOnlyLake
 
 # Given a relation, the page of it the explorer shows (its sort, page size and page), and that page's first row.
 Pager = Callable[[duckdb.DuckDBPyRelation], tuple[duckdb.DuckDBPyRelation, int]]
@@ -24,8 +25,9 @@ class VersionsPane:
     The earlier version gets the same filter, sort and page as the current one.
     """
 
-    def __init__(self, lake: Lakehouse, pager: Pager) -> None:
+    def __init__(self, lake: Lakehouse, sandbox: ReadOnlyLake, pager: Pager) -> None:
         self.lake = lake
+        self.sandbox = sandbox
         self._pager = pager
         self.history: list[dict[str, Any]] = []
         self.diff: q.VersionDiff | None = None
@@ -42,8 +44,9 @@ class VersionsPane:
     def _guarded(self, fn: Callable[[], None]) -> None:
         try:
             fn()
-        except (MedallionError, duckdb.Error) as exc:
-            self.compare_html.value = r.note(str(exc), "error")
+        except Exception as exc:  # shown in the pane, never a traceback
+            self.compare_html.value = r.note(str(exc) if isinstance(exc, MedallionError)
+                                             else f"comparison failed: {type(exc).__name__}: {exc}", "error")
 
     def reset(self) -> None:
         """Forget the table (another one was opened); the version picker goes back to empty."""
@@ -85,16 +88,16 @@ class VersionsPane:
         name, current, now, conditions, where = self._table
         version = self.version.value
         try:
-            then = q.filter_relation(self.lake.table(name, version=version), conditions, where)
-            self.diff = q.compare_relations(now, then)
+            then = q.filter_relation(self.sandbox.table(name, version=version), conditions, where)
+            self.diff = self.sandbox.run(lambda: q.compare_relations(now, then), "the comparison")
             page, first = self._pager(then)
-            old_table = r.html_table(then.columns, page.fetchall(), first_row=first,
+            old_table = r.html_table(then.columns, self.sandbox.run(page.fetchall, "the page"), first_row=first,
                                      caption=f"version {version}: {self.diff.rows_then:,} rows")
             facts = r.note(self.diff.summary(version))
         except (MedallionError, duckdb.Error) as exc:
             old_table, facts = "", r.note(f"version {version}: the filter or sort does not apply ({exc})", "error")
         page, first = self._pager(now)
-        now_table = r.html_table(now.columns, page.fetchall(), first_row=first,
+        now_table = r.html_table(now.columns, self.sandbox.run(page.fetchall, "the page"), first_row=first,
                                  caption=f"current (version {current})")
         self.compare_html.value = (f'{facts}<div class="mnb-side-by-side">'
                                    f'<div class="mnb-scroll">{now_table}</div>'
