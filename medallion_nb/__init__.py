@@ -3,6 +3,7 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from medallion_nb.errors import (
+    ExpectationError,
     FlowError,
     IngestError,
     LakeError,
@@ -21,6 +22,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
 __all__ = [
+    "ExpectationError",
     "FlowError",
     "IngestError",
     "LakeError",

@@ -58,6 +58,10 @@ class QualityError(MedallionError):
         super().__init__(message, hint=hint)
 
 
+class ExpectationError(QualityError):
+    """A ``fail`` expectation failed on rows about to be written; nothing was committed. ``report`` says why."""
+
+
 class NotebookRunError(MedallionError):
     """A layer notebook failed; names the layer, the executed notebook and the failing cell."""
 

@@ -292,6 +292,8 @@ class Lakehouse:
         mode: str = "replace",
         key: str | Sequence[str] | None = None,
         metadata: Mapping[str, str] | None = None,
+        expect: Mapping[str, Mapping[str, Any]] | None = None,
+        quarantine: str | None = None,
     ) -> WriteResult:
         """Write rows to ``<layer>.<table>`` in one atomic commit.
 
@@ -302,19 +304,30 @@ class Lakehouse:
                 (update rows whose key matches, insert the rest).
             key: the column(s) identifying a row; required for ``merge``.
             metadata: extra key/values stored in the Delta commit.
+            expect: checks by action (``fail`` / ``quarantine`` / ``warn``) evaluated on
+                the rows before they are committed; see :mod:`medallion_nb.expectations`.
+            quarantine: where ``quarantine`` sends failing rows (default ``<name>_quarantine``).
 
         Returns:
-            What was written: rows, table version and the table's new row count.
+            What was written: rows, table version and the table's new row count
+            (with ``expect``: also the quality ``report`` and the ``quarantine`` write).
 
         Raises:
             LakeError: bad name, mode or key, a failing query, or a failed commit;
                 the table is unchanged.
+            ExpectationError: a ``fail`` expectation failed; nothing was committed.
         """
         self._split(name)
         if mode not in WRITE_MODES:
             raise LakeError(f"write to {name}: mode {mode!r} is not one of {', '.join(WRITE_MODES)}")
         keys = (key,) if isinstance(key, str) else tuple(key or ())
         rel = self._storable(self.relation(data), name)
+        if expect is not None:
+            from medallion_nb.expectations import write_expected
+
+            self._check_writable(f"write to {name}")
+            return write_expected(self, name, rel, expect, mode=mode, key=keys, metadata=metadata,
+                                  quarantine=quarantine)
         staged = None
         try:
             if mode == "merge":

@@ -22,16 +22,31 @@ KESTRA_ENV = "MEDALLION_KESTRA_OUTPUTS"
 def report_write(result: Any, *, run_id: str) -> None:
     """Record one write in the run's write log and, under Kestra, as task outputs."""
     entry = {**result.to_dict(), "run_id": run_id, "at": datetime.now(UTC).isoformat(timespec="seconds")}
+    _append(entry)
+    if os.environ.get(KESTRA_ENV):
+        print(kestra_line(result), flush=True)
+
+
+def report_expectations(report: Any, *, run_id: str, committed: bool) -> None:
+    """Record the expectations checked on a write (``"kind": "expectations"``) in the run's write log."""
+    entry = {
+        "kind": "expectations", "table": report.name, "rows": report.rows, "ok": report.ok, "committed": committed,
+        "failed": [r.rule for r in report.failed], "warnings": [r.rule for r in report.warnings],
+        "quarantined": {r.rule: r.failures for r in report.quarantined},
+        "run_id": run_id, "at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    _append(entry)
+
+
+def _append(entry: dict[str, Any]) -> None:
     log = os.environ.get(WRITE_LOG_ENV)
     if log:
         path = Path(log)
         path.parent.mkdir(parents=True, exist_ok=True)
-        # One short line per write, appended: concurrent notebooks of one layer
+        # One short line per entry, appended: concurrent notebooks of one layer
         # each write whole lines, so the log stays parseable.
         with path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(entry, sort_keys=True) + "\n")
-    if os.environ.get(KESTRA_ENV):
-        print(kestra_line(result), flush=True)
 
 
 def kestra_line(result: Any) -> str:

@@ -1,0 +1,162 @@
+"""Expectations: rows audited before they are committed; a failing `fail` never becomes the current version."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import medallion_nb as mnb
+from medallion_nb import ExpectationError, QualityError
+from medallion_nb.reporting import WRITE_LOG_ENV, read_write_log
+from medallion_nb.snapshots import publish, published
+from tests.conftest import write_project
+
+ORDERS = """
+SELECT * FROM (VALUES
+    (1, 'placed',  2,    'web'),
+    (2, 'shipped', NULL, 'app'),
+    (3, 'lost',    5,    'web'),
+    (4, 'placed',  -1,   'fax'),
+    (5, 'placed',  1,    'store')
+) t(id, status, qty, channel)
+"""
+GOOD = "SELECT range AS id, 'placed' AS status, 1 AS qty, 'web' AS channel FROM range(3)"
+
+
+@pytest.fixture
+def lake(tmp_path: Path):
+    root = write_project(tmp_path / "p", "name: p\nlayers: [{name: silver, notebook: nb.ipynb}]\n",
+                         {"nb.ipynb": "{}"})
+    with mnb.connect(root, run_id="r1") as handle:
+        yield handle
+
+
+def test_a_failing_fail_expectation_leaves_the_table_at_its_previous_version(lake):
+    first = lake.write("silver.orders", GOOD, expect={"fail": {"not_null": ["qty"]}})
+    assert first.version == 0
+    assert first.report.ok
+    with pytest.raises(ExpectationError) as info:
+        lake.write("silver.orders", ORDERS, expect={"fail": {"not_null": ["qty"], "range": {"qty": {"min": 1}}},
+                                                    "quarantine": {"accepted_values": {"channel": ["web", "app"]}}})
+    message = str(info.value)
+    assert message.splitlines()[0] == ("write to silver.orders: 1 expectation(s) failed; nothing was committed, "
+                                       "the table stays at version 0")
+    assert "FAILED      not_null qty: 1 row; e.g. id=2" in message
+    assert info.value.report.failed[0].rule == "not_null qty"
+    assert info.value.retryable is False
+    # The table, its history and its quarantine are as they were.
+    assert lake.table("silver.orders").aggregate("count(*)").fetchall() == [(3,)]
+    assert [h["version"] for h in lake.history("silver.orders")] == [0]
+    assert not lake.exists("silver.orders_quarantine")
+
+
+def test_a_failing_first_write_creates_no_table(lake):
+    with pytest.raises(ExpectationError, match="nothing was committed, the table was not created"):
+        lake.write("silver.orders", ORDERS, expect={"fail": {"row_count": {"min": 10}}})
+    assert not lake.exists("silver.orders")
+    assert not (lake.project.lake / "silver" / "orders").exists()
+
+
+def test_quarantine_sends_failing_rows_away_with_the_rules_names(lake):
+    result = lake.write("silver.orders", ORDERS, expect={
+        "quarantine": {"not_null": ["qty"], "range": {"qty": {"min": 1}},
+                       "accepted_values": {"channel": ["web", "app", "store"]}},
+        "fail": {"row_count": {"min": 1}, "unique": ["id"]},
+    })
+    assert result.rows == 3
+    assert sorted(r[0] for r in lake.sql("SELECT id FROM silver.orders").fetchall()) == [1, 3, 5]
+    bad = lake.sql("SELECT id, _quarantine_reason FROM silver.orders_quarantine ORDER BY id").fetchall()
+    assert bad == [(2, "not_null qty"), (4, "accepted_values channel; range qty")]
+    assert result.quarantine.table == "silver.orders_quarantine"
+    report = result.report
+    assert report.ok
+    assert report.rows == 5
+    assert {r.rule: (r.failures, r.examples) for r in report.quarantined} == {
+        "not_null qty": (1, ("id=2",)), "range qty": (1, ("-1",)), "accepted_values channel": (1, ("'fax'",))}
+    assert "QUARANTINED not_null qty: 1 row; e.g. id=2" in str(result)
+    # The fail checks saw the rows that were written: three rows, unique ids.
+    assert {r.rule: r.ok for r in report.results if r.action == "fail"} == {"row_count at least 1": True,
+                                                                           "unique id": True}
+    # A later replace with nothing to quarantine empties the quarantine too.
+    lake.write("silver.orders", GOOD, expect={"quarantine": {"not_null": ["qty"]}})
+    assert lake.count("silver.orders_quarantine") == 0
+
+
+def test_quarantine_by_unique_key_and_to_a_named_table(lake):
+    result = lake.write("silver.orders", "SELECT * FROM (VALUES (1, 'a'), (1, 'b'), (2, 'c')) t(id, v)",
+                        expect={"quarantine": {"unique": ["id"]}}, quarantine="silver.rejects")
+    assert lake.sql("SELECT id, v FROM silver.orders").fetchall() == [(2, "c")]
+    assert lake.sql("SELECT id, v, _quarantine_reason FROM silver.rejects ORDER BY v").fetchall() == [
+        (1, "a", "unique id"), (1, "b", "unique id")]
+    assert result.report.quarantined[0].examples == ("1 (2 rows)",)
+
+
+def test_warn_writes_and_reports(lake):
+    result = lake.write("silver.orders", ORDERS,
+                        expect={"warn": {"accepted_values": {"status": ["placed", "shipped"]}}})
+    assert result.rows == 5
+    assert result.report.ok
+    assert [(r.rule, r.outcome, r.examples) for r in result.report.warnings] == [
+        ("accepted_values status", "WARNING", ("'lost'",))]
+    assert "WARNING     accepted_values status: 1 row; e.g. 'lost'" in str(result)
+    assert "<b>WARNING</b>" in result._repr_html_()
+
+
+def test_append_and_merge_audit_the_new_rows(lake):
+    lake.write("silver.orders", GOOD)
+    with pytest.raises(ExpectationError, match="stays at version 0"):
+        lake.write("silver.orders", ORDERS, mode="append", expect={"fail": {"not_null": ["qty"]}})
+    result = lake.write("silver.orders", "SELECT 1 AS id, 'shipped' AS status, 4 AS qty, 'app' AS channel",
+                        mode="merge", key="id", expect={"fail": {"range": {"qty": {"min": 1}}}})
+    assert (result.version, result.updated, result.inserted) == (1, 1, 0)
+    assert lake.count("silver.orders") == 3
+
+
+def test_malformed_expectations_are_refused_before_anything_is_written(lake):
+    with pytest.raises(QualityError) as info:
+        lake.write("silver.orders", ORDERS, expect={
+            "fial": {"not_null": ["id"]},
+            "quarantine": {"row_count": {"min": 1}, "not_null": ["qyt"]},
+            "warn": {"sql": {"empty": ""}},
+        })
+    assert str(info.value).splitlines() == [
+        "expectations for silver.orders are invalid:",
+        "  - unknown action 'fial' (known: fail, warn, quarantine)",
+        "  - quarantine: not_null: no column 'qyt' (columns: id, status, qty, channel)",
+        "  - warn: sql: empty: expected SQL that is true for a good row, got ''",
+        "  - quarantine: row_count is about the whole table, not a row; use it under fail or warn",
+    ]
+    with pytest.raises(QualityError, match="expect must map actions"):
+        lake.write("silver.orders", ORDERS, expect={})
+    assert not lake.exists("silver.orders")
+
+
+def test_expectations_are_in_the_write_log(lake, tmp_path: Path, monkeypatch):
+    log = tmp_path / "writes.jsonl"
+    monkeypatch.setenv(WRITE_LOG_ENV, str(log))
+    lake.write("silver.orders", ORDERS, expect={"quarantine": {"not_null": ["qty"]}})
+    with pytest.raises(ExpectationError):
+        lake.write("silver.orders", ORDERS, expect={"fail": {"not_null": ["qty"]}})
+    entries = [e for e in read_write_log(log) if e.get("kind") == "expectations"]
+    assert [(e["table"], e["ok"], e["committed"], e["failed"], e["quarantined"]) for e in entries] == [
+        ("silver.orders", True, True, [], {"not_null qty": 1}),
+        ("silver.orders", False, False, ["not_null qty"], {}),
+    ]
+    writes = [e["table"] for e in read_write_log(log) if e.get("kind", "write") == "write"]
+    assert writes == ["silver.orders_quarantine", "silver.orders"]
+    json.dumps(entries)
+
+
+def test_the_published_snapshot_is_unchanged_after_a_failed_write(lake):
+    root = lake.project.root
+    version = lake.write("silver.orders", GOOD).version
+    publish(root, "r1", {"silver.orders": version})
+    with pytest.raises(ExpectationError):
+        lake.write("silver.orders", ORDERS, expect={"fail": {"not_null": ["qty"]}})
+    assert published(root).tables == {"silver.orders": 0}
+    with mnb.connect(root, snapshot="published") as reader:
+        assert reader.sql("SELECT count(*) FROM silver.orders").fetchall() == [(3,)]
+    with mnb.connect(root) as latest:  # and the latest commit is the same version
+        assert latest.info("silver.orders")["version"] == 0
