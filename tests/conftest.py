@@ -1,4 +1,8 @@
-"""Shared fixtures: temporary copies of the demo project, so the repo's data/ is never touched."""
+"""Shared fixtures: temporary copies of the demo project, so the repo's data/ is never touched.
+
+Every test also runs under a guard that fails it when it opens a file outside the
+repository (see ``read_guard.py``).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,22 @@ import shutil
 from pathlib import Path
 
 import pytest
+from read_guard import GUARD, describe
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+KESTRA_SCHEMA = REPO / "tests" / "kestra_schema"
+
+
+@pytest.fixture(autouse=True)
+def _opens_nothing_outside_the_repository(tmp_path_factory: pytest.TempPathFactory):
+    """Fail the test that opened files outside the repository (or its setup or teardown did)."""
+    GUARD.allow(tmp_path_factory.getbasetemp())
+    GUARD.install()
+    before = GUARD.take()
+    yield
+    opened = before + GUARD.take()
+    if opened:
+        pytest.fail(describe(opened, GUARD.repo), pytrace=False)
 
 
 def copy_demo_project(dest: Path) -> Path:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -19,10 +21,11 @@ from medallion_nb.cli import main
 from medallion_nb.kestra import build_compose, build_flow, kestra_files, render_flow, run_date_expression
 from medallion_nb.kestra.compose import dockerfile_lines, kestra_configuration
 from medallion_nb.scaffold import init_project, template_dir
-from tests.conftest import REPO, SHARED, write_project
+from tests.conftest import KESTRA_SCHEMA, REPO, write_project
 from tests.kestra_sim import Execution, check_references, evaluate, flow_inputs, iter_tasks, references, render
 
-SCHEMA = SHARED / "kestra" / "kestra-flow-subset.compat-1.3-2.0.schema.json"
+SCHEMA = KESTRA_SCHEMA / "kestra-flow-subset.compat-1.3-2.0.schema.json"
+SCHEMA_1_3 = KESTRA_SCHEMA / "kestra-flow-subset.schema.json"
 TEMPLATE_NOTEBOOK = template_dir() / "notebooks" / "gold.ipynb"
 
 
@@ -72,12 +75,22 @@ def flow_checks(flow: dict, layer_names: list[str]) -> None:
     assert yaml.safe_load(render_flow(flow)) == flow
 
 
-# -- the flows the issue names --------------------------------------------------
+def test_the_vendored_schemas_are_the_ones_their_readme_records():
+    readme = (KESTRA_SCHEMA / "README.md").read_text(encoding="utf-8")
+    recorded = dict(re.findall(r"\| `([\w.-]+\.json)` \| `([0-9a-f]{64})` \|", readme))
+    assert sorted(recorded) == sorted(p.name for p in KESTRA_SCHEMA.glob("*.json"))
+    for name, digest in recorded.items():
+        assert hashlib.sha256((KESTRA_SCHEMA / name).read_bytes()).hexdigest() == digest, f"{name} changed"
+
+
+# -- generated flows -----------------------------------------------------------
 def test_demo_flow_passes_schema_and_checks(validator):
     project = load_project(REPO)
     flow = build_flow(project)
     assert schema_problems(validator, flow) is None
     flow_checks(flow, [layer.name for layer in project.layers])
+    full = Draft7Validator(json.loads(SCHEMA_1_3.read_text(encoding="utf-8")))
+    assert schema_problems(full, flow) is None  # the compat profile is a subset of what Kestra 1.3 accepts
     assert flow["id"] == "shop"
     assert flow["namespace"] == "medallion.demo"
     assert flow["triggers"] == [{"id": "schedule", "type": "io.kestra.plugin.core.trigger.Schedule",
