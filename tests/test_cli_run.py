@@ -149,20 +149,23 @@ def test_the_console_script_runs_a_layer(tiny):
 
 @pytest.mark.notebook
 def test_ctrl_c_stops_the_kernels_and_leaves_a_valid_record(tmp_path):
+    sleeping = tmp_path / "sleeping"
+    cell = f"import time, pathlib\npathlib.Path({str(sleeping)!r}).touch()\ntime.sleep(3600)"
     root = write_project(tmp_path / "slow", "name: slow\nlayers:\n  - name: bronze\n    notebook: nb/a.ipynb\n"
                          "  - name: gold\n    notebook: nb/b.ipynb\n",
-                         {"nb/a.ipynb": notebook_text("import time\ntime.sleep(120)"), "nb/b.ipynb": notebook_text()})
+                         {"nb/a.ipynb": notebook_text(cell), "nb/b.ipynb": notebook_text()})
     record = root / "runs" / "c1" / "run.json"
     proc = subprocess.Popen([Path(sys.executable).with_name("medallion-nb"), "run", "--run-id", "c1"], cwd=root,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while not (record.is_file() and json.loads(record.read_text())["layers"][0]["status"] == "running"):
-            assert time.monotonic() < deadline, "bronze never started"
-            time.sleep(0.2)
-        time.sleep(2)  # bronze's kernel is in time.sleep(120) now
+        # Wait for bronze's kernel to be in its hour-long cell (the deadline only stops a hung test).
+        deadline = time.monotonic() + 300
+        while not sleeping.exists():
+            assert proc.poll() is None, f"the run ended early: {proc.communicate()}"
+            assert time.monotonic() < deadline, "bronze never reached its sleeping cell"
+            time.sleep(0.1)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        out, err = proc.communicate(timeout=300)
     finally:
         proc.kill()
     assert proc.returncode == 130
