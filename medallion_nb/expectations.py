@@ -166,6 +166,7 @@ def write_expected(lake: Lakehouse, name: str, rel: duckdb.DuckDBPyRelation, exp
         bad = staged.filter(f"{REASON_COLUMN} IS NOT NULL") if bad_name else None
         total = staged.aggregate("count(*)").fetchall()[0][0]
         report = audit(good, bad, groups, name=name, rows=total, key=report_key or key)
+        lake.reports.append(report)
         if not report.ok:
             report_expectations(report, run_id=lake.run_id, committed=False)
             version = _current_version(lake, name)

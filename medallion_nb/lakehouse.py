@@ -58,6 +58,7 @@ class Lakehouse:
         self.store = TableStore(project.lake)
         self.layers = tuple(layer.name for layer in project.layers)
         self.writes: list[WriteResult] = []
+        self.reports: list[Any] = []  # quality reports of checks and expectations run through this handle
         # snapshot=None: the latest commits; "published" or a run id: that published snapshot (read-only).
         self.snapshot = snapshot
         self.manifest: Manifest | None = None
@@ -490,6 +491,16 @@ class Lakehouse:
 
         return write_split(self, self.relation(data), rules, good=good, bad=bad, good_columns=good_columns,
                            bad_columns=bad_columns, mode=mode)
+
+    def quality(self) -> Any:
+        """Every check run through this handle (expectations on writes, ``check``), one row per check.
+
+        A small pandas DataFrame: table, action, check, target, result in words
+        (passed / FAILED / WARNING / QUARANTINED), failing rows and a few examples.
+        """
+        from medallion_nb.quality import summary_frame
+
+        return summary_frame(self.reports)
 
     def explore(self, table: str | None = None, **options: Any) -> Any:
         """Open the gold explorer widget on this lake; see :mod:`medallion_nb.widgets`."""

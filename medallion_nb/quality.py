@@ -263,7 +263,18 @@ def run_checks(lake: Lakehouse, rel: duckdb.DuckDBPyRelation, checks: Mapping[st
         QualityError: a check is malformed, or (with ``fail``) a check failed.
     """
     report = evaluate(rel, {"fail": checks}, name=name, key=key)
+    lake.reports.append(report)
     return report.raise_for_failures() if fail else report
+
+
+def summary_frame(reports: Sequence[QualityReport]) -> Any:
+    """One row per check of ``reports``, as a small pandas DataFrame."""
+    import pandas as pd
+
+    columns = ["table", "action", "check", "target", "result", "failing rows", "examples"]
+    return pd.DataFrame([(rep.name, r.action, r.check, r.target, r.outcome, r.failures,
+                          "; ".join(filter(None, [r.detail, ", ".join(r.examples)])))
+                         for rep in reports for r in rep.results], columns=columns)
 
 
 def _query(rel: duckdb.DuckDBPyRelation, sql: str, name: str) -> list[tuple]:

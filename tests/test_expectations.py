@@ -160,3 +160,15 @@ def test_the_published_snapshot_is_unchanged_after_a_failed_write(lake):
         assert reader.sql("SELECT count(*) FROM silver.orders").fetchall() == [(3,)]
     with mnb.connect(root) as latest:  # and the latest commit is the same version
         assert latest.info("silver.orders")["version"] == 0
+
+
+def test_the_handle_lists_every_check_it_ran(lake):
+    lake.write("silver.orders", ORDERS, expect={"warn": {"not_null": ["qty"]}, "fail": {"unique": ["id"]}})
+    with pytest.raises(QualityError):
+        lake.check("silver.orders", {"range": {"qty": {"min": 0}}})
+    frame = lake.quality()
+    assert frame[["table", "action", "check", "result", "failing rows", "examples"]].values.tolist() == [
+        ["silver.orders", "fail", "unique", "passed", 0, ""],
+        ["silver.orders", "warn", "not_null", "WARNING", 1, "id=2"],
+        ["silver.orders", "fail", "range", "FAILED", 1, "-1"],
+    ]

@@ -49,6 +49,8 @@ def tables_from_write_log(entries: Iterable[Mapping[str, Any]], notebook: str = 
     """Fold write-log lines into one :class:`TableWrite` per table, in first-write order."""
     tables: dict[str, TableWrite] = {}
     for entry in entries:
+        if entry.get("kind", "write") != "write":
+            continue  # other kinds of lines (e.g. expectation results) describe no table write
         name = entry["table"]
         rows = int(entry.get("rows") or 0)
         if name in tables:
