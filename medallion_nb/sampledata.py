@@ -3,7 +3,9 @@
 The same code writes the small demo set committed in ``data/raw/`` and the
 millions of orders the benchmarks use. It is plain DuckDB SQL over ``range()``
 with an integer mixing function instead of a random generator, so a given
-``(orders, days, seed)`` always produces byte-identical files.
+``(orders, days, seed)`` always produces byte-identical files. Money is computed
+in whole cents and written as ``DECIMAL(12, 2)`` (``148.50``), never as a double,
+so the output does not change with how a DuckDB release rounds or prints floats.
 
 The data is dirty on purpose, the way real feeds are:
 
@@ -53,6 +55,7 @@ CREATE OR REPLACE MACRO mix1(a) AS ((xor(a, a >> 15) * 73244475) % 4294967296);
 CREATE OR REPLACE MACRO mix2(b) AS (xor(b, b >> 13));
 CREATE OR REPLACE MACRO mix(x, salt) AS (mix2(mix1(mix2(mix1((x * 2654435761 + salt * 40503) % 4294967296)))));
 CREATE OR REPLACE MACRO pick(x, salt, n) AS (mix(x, salt) % n);
+CREATE OR REPLACE MACRO money(cents) AS (CAST(CAST(cents AS DECIMAL(18, 0)) * 0.01 AS DECIMAL(12, 2)));
 """
 
 _CATEGORIES = ["electronics", "home", "garden", "toys", "books", "sports", "beauty", "grocery"]
@@ -110,20 +113,27 @@ def generate(out: str | Path, spec: SampleSpec | None = None) -> dict[str, int]:
 
 
 def _products(con: duckdb.DuckDBPyConnection, spec: SampleSpec, s: int, path: Path) -> int:
-    sql = f"""
-    SELECT printf('P%05d', i + 1) AS product_id,
-           initcap_name || ' ' || (i + 1) AS name,
-           CASE pick(i, {s} + 2, 4)
-                WHEN 0 THEN upper(cat) WHEN 1 THEN '  ' || cat || ' '
-                WHEN 2 THEN upper(cat[1]) || cat[2:] ELSE cat END AS category,
-           round(price, 2) AS unit_price,
-           round(price * (0.45 + pick(i, {s} + 3, 30) / 100.0), 2) AS unit_cost
+    # Money is whole cents (integers) until it is written as DECIMAL: no double is ever
+    # rounded or printed, so the files do not depend on how a DuckDB release formats floats.
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE gen_products AS
+    SELECT i, printf('P%05d', i + 1) AS product_id, cat, initcap_name, price_cents,
+           (price_cents * (45 + pick(i, {s} + 3, 30)) + 50) // 100 AS cost_cents
     FROM (SELECT range AS i,
                  {_list(_CATEGORIES)}[pick(range, {s} + 1, {len(_CATEGORIES)}) + 1] AS cat,
                  {_list(["Basic", "Classic", "Deluxe", "Eco", "Pro", "Smart", "Ultra"])}
                      [pick(range, {s} + 4, 7) + 1] AS initcap_name,
-                 2.5 + pick(range, {s} + 5, 39750) / 100.0 AS price
-          FROM range({spec.n_products}))
+                 250 + pick(range, {s} + 5, 39750) AS price_cents
+          FROM range({spec.n_products}))""")
+    sql = f"""
+    SELECT product_id,
+           initcap_name || ' ' || (i + 1) AS name,
+           CASE pick(i, {s} + 2, 4)
+                WHEN 0 THEN upper(cat) WHEN 1 THEN '  ' || cat || ' '
+                WHEN 2 THEN upper(cat[1]) || cat[2:] ELSE cat END AS category,
+           money(price_cents) AS unit_price,
+           money(cost_cents) AS unit_cost
+    FROM gen_products
     ORDER BY i"""
     _copy(con, sql, path)
     return spec.n_products
@@ -186,8 +196,6 @@ def _orders(con: duckdb.DuckDBPyConnection, spec: SampleSpec, s: int, folder: Pa
            pick(i, {s} + 35, 86400) AS second_of_day
     FROM (SELECT range AS i FROM range({n}))"""
     con.execute(f"CREATE OR REPLACE TEMP TABLE gen_orders AS {orders}")
-    con.execute("CREATE OR REPLACE TEMP TABLE gen_products AS "
-                f"SELECT * FROM read_csv('{folder.parent / 'products.csv'}', header=true)")
     rows = f"""
     SELECT o.day + CASE WHEN copy = 1 THEN 1 ELSE 0 END AS file_day,
            o.order_id,
@@ -197,7 +205,8 @@ def _orders(con: duckdb.DuckDBPyConnection, spec: SampleSpec, s: int, folder: Pa
                 ELSE strftime(TIMESTAMP '{spec.start}' + to_days(o.day) + to_seconds(o.second_of_day),
                               '%Y-%m-%dT%H:%M:%S') END AS order_ts,
            o.customer_id, o.product_id, o.quantity,
-           round(coalesce(p.unit_price, 9.99) * CASE WHEN o.discounted THEN 0.9 ELSE 1 END, 2) AS unit_price,
+           money(CASE WHEN o.discounted THEN (coalesce(p.price_cents, 999) * 9 + 5) // 10
+                      ELSE coalesce(p.price_cents, 999) END) AS unit_price,
            CASE o.status_style WHEN 0 THEN upper(o.status_clean) WHEN 1 THEN ' ' || o.status_clean
                 WHEN 2 THEN upper(o.status_clean[1]) || o.status_clean[2:] ELSE o.status_clean END AS status,
            {_list(["web", "app", "store"])}[pick(o.i, {s} + 36, 3) + 1] AS channel
