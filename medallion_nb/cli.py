@@ -226,6 +226,36 @@ def _add_vacuum(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_vacuum)
 
 
+def _cmd_dashboard(args: argparse.Namespace) -> int:
+    import os
+    import subprocess
+
+    from medallion_nb.project import load_project
+    from medallion_nb.widgets.serve import dashboard_server
+
+    server = dashboard_server(load_project(args.project), port=args.port, token=args.token, notebook=args.notebook)
+    print(f"dashboard of {server.notebook.name} on {server.url}   (Ctrl-C stops it)", flush=True)
+    try:
+        return subprocess.run(server.argv, cwd=server.cwd, env={**os.environ, **server.env}, check=False).returncode
+    except FileNotFoundError as exc:
+        print(f"error: cannot start Voila ({exc}); install it: pip install 'medallion_nb[dashboard]'",
+              file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _add_dashboard(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("dashboard", help="serve the gold tables as a web page for people who do not write code",
+                       description="Start Voila on 127.0.0.1 with a token: the project's name and description, the "
+                                   "gold tables of the last published run with their freshness, ready-made charts "
+                                   "and the explorer; no code. Uses notebooks/dashboard.ipynb when the project has "
+                                   "one, else a built-in page. Downloads go to the browser; nothing is written.")
+    _add_project_option(p)
+    p.add_argument("--port", type=int, default=8866, help="port on 127.0.0.1 (default: 8866)")
+    p.add_argument("--token", help="access token (default: a new random one, printed in the address)")
+    p.add_argument("--notebook", type=Path, help="dashboard notebook to serve (default: see above)")
+    p.set_defaults(func=_cmd_dashboard)
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_sample_data,
     _add_kestra,
@@ -234,6 +264,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_run,
     _add_dag,
     _add_vacuum,
+    _add_dashboard,
 ]
 
 

@@ -238,8 +238,11 @@ class Lakehouse:
     def info(self, name: str) -> dict[str, Any]:
         """Schema, row count, version and last writer (run id, and time as a UTC datetime) of a table."""
         layer, table = self._split(name)
-        snap = self.store.snapshot(layer, table, self._pinned(name))
+        pinned = self._pinned(name)
+        snap = self.store.snapshot(layer, table, pinned)
         last = self.store.history(layer, table, 1)
+        if pinned is not None:  # the commit that made the version this handle reads
+            last = [h for h in self.store.history(layer, table) if h["version"] == pinned]
         return {
             "table": name,
             "rows": snap.rows,

@@ -1,13 +1,17 @@
-"""The explorer notebook in a real browser: JupyterLab and the Voila dashboard, driven in headless Chromium.
+"""The explorer and the dashboard in a real browser: JupyterLab and Voila, driven in headless Chromium.
 
 Builds the demo lake with ``medallion-nb run`` on a copy of the demo project,
-serves it on 127.0.0.1, opens ``notebooks/explore_gold.ipynb`` in Debian's
-Chromium (never a downloaded browser; ``.ci/install-test-tools.sh`` installs it)
-and uses the widgets like a person would. Screenshots go to ``test-artifacts/``.
+serves it on 127.0.0.1, opens ``notebooks/explore_gold.ipynb`` (and the dashboard
+that ``medallion-nb dashboard`` serves) in Debian's Chromium (never a downloaded
+browser; ``.ci/install-test-tools.sh`` installs it) and uses the widgets like a
+person would. Screenshots go to ``test-artifacts/``; those of the docs to ``docs/images/``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import io
 import os
 import re
 import signal
@@ -22,6 +26,7 @@ from pathlib import Path
 import pytest
 
 import medallion_nb as mnb
+from medallion_nb import snapshots
 from tests.conftest import REPO, copy_demo_project
 
 pytestmark = pytest.mark.browser
@@ -30,6 +35,7 @@ CHROMIUM = Path(os.environ.get("MEDALLION_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 ARTIFACTS = REPO / "test-artifacts"
+DOC_IMAGES = REPO / "docs" / "images"
 TOKEN = "medallion-browser-test"
 FILTER_FROM = "2026-01-20"  # daily_sales rows on or after this day are what the UI filter keeps
 
@@ -43,6 +49,9 @@ def demo_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     with mnb.connect(root) as lake:
         assert lake.exists("gold.daily_sales"), run.stdout
+        if snapshots.published(root) is None:  # publish the run's versions, as the runner does after a success
+            snapshots.publish(root, lake.info("gold.daily_sales")["last_run_id"],
+                              {name: lake.info(name)["version"] for name in lake.tables()})
     return root
 
 
@@ -80,9 +89,13 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait(timeout=10)
 
 
-def _server(kind: str, root: Path, scratch: Path) -> tuple[list[str], int, str]:
+def _server(kind: str, root: Path, scratch: Path, notebook: str = "explore_gold.ipynb") -> tuple[list[str], int, str]:
     """Command line, port and page URL of a JupyterLab or Voila server for the explorer notebook."""
     port = _free_port()
+    if kind == "dashboard":
+        cmd = [sys.executable, "-m", "medallion_nb", "dashboard", "--project", str(root), f"--port={port}",
+               f"--token={TOKEN}"]
+        return cmd, port, f"http://127.0.0.1:{port}/?token={TOKEN}"
     if kind == "jupyterlab":
         # Do not ask about (or fetch) Jupyter news: no network, no popup over the widgets.
         news = scratch / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
@@ -94,30 +107,36 @@ def _server(kind: str, root: Path, scratch: Path) -> tuple[list[str], int, str]:
                f"--LabApp.user_settings_dir={scratch / 'settings'}",
                "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
                "--ServerApp.port_retries=0"] + (["--allow-root"] if os.geteuid() == 0 else [])
-        return cmd, port, f"http://127.0.0.1:{port}/lab/tree/notebooks/explore_gold.ipynb?token={TOKEN}"
+        return cmd, port, f"http://127.0.0.1:{port}/lab/tree/notebooks/{notebook}?token={TOKEN}"
     cmd = [sys.executable, "-m", "voila", "notebooks/explore_gold.ipynb", "--no-browser", f"--port={port}",
            "--Voila.ip=127.0.0.1", "--Voila.port_retries=0", "--show_tracebacks=True"]
     return cmd, port, f"http://127.0.0.1:{port}/"
 
 
-@pytest.fixture(params=["jupyterlab", "voila"])
-def served(request: pytest.FixtureRequest, demo_lake: Path, tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """(kind, url) of a running server; stopped after the test."""
-    kind = request.param
-    cmd, port, url = _server(kind, demo_lake, tmp_path)
-    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "IPYTHONDIR": str(tmp_path / "ipython"),
-           "JUPYTER_PLATFORM_DIRS": "1"}
-    log = tmp_path / f"{kind}.log"
+@contextlib.contextmanager
+def _serving(kind: str, root: Path, scratch: Path, notebook: str = "explore_gold.ipynb") -> Iterator[str]:
+    """A running JupyterLab, Voila or ``medallion-nb dashboard`` server; yields its URL, stops it after."""
+    cmd, port, url = _server(kind, root, scratch, notebook)
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(scratch / "runtime"), "IPYTHONDIR": str(scratch / "ipython"),
+           "JUPYTER_DATA_DIR": str(scratch / "data"), "JUPYTER_PLATFORM_DIRS": "1"}
+    log = scratch / f"{kind}.log"
     with log.open("w") as out:
-        proc = subprocess.Popen(cmd, cwd=demo_lake, env=env, stdout=out, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     try:
         # Voila runs the notebook for every page request, so only its port is polled.
         _wait_ready(port, proc, log, f"/api/status?token={TOKEN}" if kind == "jupyterlab" else None)
-        yield kind, url
+        yield url
     finally:
         _stop(proc)
     assert proc.returncode is not None
+
+
+@pytest.fixture(params=["jupyterlab", "voila"])
+def served(request: pytest.FixtureRequest, demo_lake: Path, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """(kind, url) of a running server; stopped after the test."""
+    with _serving(request.param, demo_lake, tmp_path) as url:
+        yield request.param, url
 
 
 @pytest.fixture
@@ -181,7 +200,7 @@ def test_explorer_filters_in_the_browser(served, browser_page, demo_lake, tmp_pa
     expected = _expected_rows(demo_lake)
     status = page.locator(".mnb-status .mnb-note.ok")
     status.wait_for()
-    assert f"{len(expected)} of {total} rows match order_date >= '{FILTER_FROM}'" in status.inner_text()
+    assert f"{len(expected)} of {total} rows match order_date >= {FILTER_FROM}" in status.inner_text()
 
     # The preview shows exactly the filtered rows (first page of 20, in table order).
     page.wait_for_function("() => document.querySelector('.mnb-preview tbody tr td:nth-child(2)')"
@@ -195,6 +214,19 @@ def test_explorer_filters_in_the_browser(served, browser_page, demo_lake, tmp_pa
     ARTIFACTS.mkdir(exist_ok=True)
     picker.evaluate("el => el.scrollIntoView({block: 'start'})")
     page.screenshot(path=str(ARTIFACTS / f"explorer-{kind}.png"))
+    if kind == "voila":
+        DOC_IMAGES.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(DOC_IMAGES / "explorer.png"))
+
+    # A click on a header sorts by it (largest first on the second click); the page box jumps.
+    header = page.locator('.mnb-preview th[data-column="orders"]')
+    header.click()
+    header.locator(".mnb-sort-arrow", has_text="\u25b2").wait_for()
+    header.click()
+    header.locator(".mnb-sort-arrow", has_text="\u25bc").wait_for()
+    most = max(orders for _, orders in expected)
+    page.wait_for_function(f"() => document.querySelector('.mnb-preview tbody tr td:nth-child(3)')"
+                           f".textContent === '{most:,}'")
 
     # A WHERE that tries to do more than read is refused with a message.
     where = page.locator(".mnb-where input")
@@ -205,26 +237,95 @@ def test_explorer_filters_in_the_browser(served, browser_page, demo_lake, tmp_pa
     assert "';' is not allowed" in error.inner_text()
     assert "previous filter is still applied" in error.inner_text()
 
-    # The filtered rows download as CSV from the page.
-    page.locator(".lm-TabBar-tab", has_text="Download").first.click()
-    page.locator(".mnb-download-button").first.click()
-    link = page.locator("a.mnb-download")
-    link.wait_for()
-    with page.expect_download() as info:
-        link.click()
-    csv_path = tmp_path / "download.csv"
-    info.value.save_as(csv_path)
-    lines = csv_path.read_text().splitlines()
-    assert lines[0].startswith("order_date,orders,")
-    assert len(lines) - 1 == len(expected)
+    # The filtered rows download as CSV, straight into the browser.
+    _download_and_check(page, tmp_path, expected)
 
-    # The chart follows the filter too.
+    # The chart follows the filter too: a time axis over the filtered days.
     page.locator(".lm-TabBar-tab", has_text="Chart").first.click()
-    chart = page.locator(".mnb svg.mnb-chart")
+    chart = page.locator(".mnb-chart-view .mnb-chart")
     chart.wait_for()
-    assert chart.locator("circle").count() == len(expected)  # one point per filtered day
+    chart.locator("svg").first.wait_for()
     chart.scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / f"explorer-{kind}-chart.png"))
+    if kind == "voila":
+        page.screenshot(path=str(DOC_IMAGES / "explorer-chart.png"))
+
+
+def _download_and_check(page, tmp_path: Path, expected: list[tuple]) -> None:
+    page.locator(".lm-TabBar-tab", has_text="Download").first.click()
+    with page.expect_download() as info:
+        page.locator("button.mnb-download-button").first.click()
+    assert info.value.suggested_filename == "gold.daily_sales-filtered.csv"
+    csv_path = tmp_path / "download.csv"
+    info.value.save_as(csv_path)
+    rows = list(csv.reader(io.StringIO(csv_path.read_text())))
+    assert rows[0][:2] == ["order_date", "orders"]
+    assert sorted((r[0], int(r[1])) for r in rows[1:]) == expected
+
+
+def test_dashboard_for_people_who_do_not_write_code(demo_lake, browser_page, tmp_path):
+    """``medallion-nb dashboard``: no code, no server paths, freshness from the published run, downloads."""
+    page = browser_page
+    before = {p for p in demo_lake.rglob("*") if "runs" not in p.parts}
+    with _serving("dashboard", demo_lake, tmp_path) as url:
+        page.goto(url)
+        page.locator(".mnb-dashboard").wait_for(timeout=120_000)
+        page.locator(".mnb-dashboard .mnb-chart svg").first.wait_for()
+        manifest = snapshots.published(demo_lake)
+        text = page.locator("body").inner_text()
+        assert "shop" in page.locator("h1.mnb-title").inner_text()
+        assert "Orders, customers and products of a small web shop" in text
+        assert f"Data as of the pipeline run {manifest.run_id}" in text
+        assert "Revenue and margin per product category and month." in text
+        assert "Revenue per day" in text
+        # No code, commands or server paths.
+        assert page.locator(".jp-InputArea, .jp-CodeMirrorEditor, .cm-editor").count() == 0
+        for leak in ("import ", "Dashboard(", "medallion-nb", "pip install", str(demo_lake), "/tmp/", "/work/",
+                     "site-packages", "Traceback"):
+            assert leak not in text, leak
+        DOC_IMAGES.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(DOC_IMAGES / "dashboard.png"), full_page=True)
+
+        # Filter through the explorer, then download: the file arrives in the browser.
+        page.locator(".mnb-table-picker select").select_option(label="gold.daily_sales")
+        page.locator(".mnb-filter-column select").select_option(label="order_date")
+        page.locator(".mnb-filter-op select").select_option(label=">=")
+        page.locator(".mnb-filter-value input").fill(FILTER_FROM)
+        page.locator(".mnb-apply button, button.mnb-apply").first.click()
+        page.locator(".mnb-status .mnb-note.ok").wait_for()
+        _download_and_check(page, tmp_path, _expected_rows(demo_lake))
+        assert {p for p in demo_lake.rglob("*") if "runs" not in p.parts} == before  # nothing written
+
+
+def test_a_saved_explorer_notebook_reopens_with_a_static_copy(demo_lake, browser_page, tmp_path):
+    """Executed and saved, then opened without running: the saved copy shows, not 'model not found'."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbformat.sign import NotebookNotary
+
+    source = demo_lake / "notebooks" / "explore_gold.ipynb"
+    nb = nbformat.read(source, as_version=4)
+    NotebookClient(nb, timeout=300, resources={"metadata": {"path": str(source.parent)}}).execute()
+    nb.metadata.pop("widgets", None)  # JupyterLab does not save widget state unless asked to
+    saved = source.with_name("saved_explorer.ipynb")
+    (tmp_path / "data").mkdir(exist_ok=True)
+    NotebookNotary(data_dir=str(tmp_path / "data")).sign(nb)  # trusted, as a notebook saved in JupyterLab is
+    nbformat.write(nb, saved)
+    page = browser_page
+    with _serving("jupyterlab", demo_lake, tmp_path, notebook=saved.name) as url:
+        page.goto(url)
+        page.locator(".jp-Notebook .jp-Cell").first.wait_for()
+        static = page.locator(".mnb-static").first
+        static.wait_for()
+        page.wait_for_timeout(3000)  # give the widget manager time to give up on the missing models
+        static.scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / "explorer-saved.png"))
+        assert static.is_visible()
+        assert "a saved copy. Run the notebook again to explore it live." in static.inner_text()
+        assert page.locator(".mnb-static table tbody tr").count() >= 1
+        broken = page.get_by_text("Error displaying widget")
+        assert all(not broken.nth(i).is_visible() for i in range(broken.count()))
+        page.screenshot(path=str(ARTIFACTS / "explorer-saved.png"))
 
 
 def _all_days(root: Path) -> list[tuple]:

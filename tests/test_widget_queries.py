@@ -278,6 +278,9 @@ def test_chart_bins_dates_on_a_time_axis(sales):
     auto = q.chart_data(sales, x="order_date", y="units")
     assert auto.bucket == "day"  # 60 days: one bin per day
     assert len(auto.labels) == 60
+    monthly = sales.aggregate("date_trunc('month', order_date) AS month, sum(units) AS units", "1")
+    assert q.chart_data(monthly, x="month", y="units").bucket == "month"  # never finer than the data
+    assert q.chart_data(monthly, x="month", y="units").values == data.values
 
 
 def test_a_timestamp_over_ten_days_bins_by_day_with_gaps_shown(lake):

@@ -45,7 +45,7 @@ def marks_and_axes(data: ChartData, *, y_label: str = "") -> tuple[list[bq.Mark]
     """The marks, axes and figure margins that draw ``data``."""
     y_scale = bq.LinearScale(min=0.0) if np.nanmin(_values(data), initial=0.0) >= 0 else bq.LinearScale()
     y_axis = bq.Axis(scale=y_scale, side="left", label=y_label, tick_format=".3s", grid_lines="dashed")
-    margin = {"top": 40, "bottom": 50, "left": 70, "right": 20}
+    margin = {"top": 40, "bottom": 50, "left": 70, "right": 40}
     tooltip = bq.Tooltip(fields=["x", "y"], formats=["", ",.2f"])
     if data.axis == "time":
         x_scale = bq.DateScale()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import html
 import io
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import duckdb
@@ -70,13 +70,11 @@ class GoldExplorer:
         layer: the layer whose tables are listed; ``""`` lists every layer.
         page_size: rows per preview page.
         timeout: seconds after which a query is stopped with a message.
-        versions: ``{"gold.x": version}`` to show those versions (a published snapshot) instead of the latest.
         pick_layer: show the layer picker (a dashboard shows one layer only).
     """
 
     def __init__(self, lake: Lakehouse, table: str | None = None, *, layer: str = "gold", page_size: int = 20,
-                 timeout: float = DEFAULT_TIMEOUT, versions: Mapping[str, int] | None = None,
-                 pick_layer: bool = True) -> None:
+                 timeout: float = DEFAULT_TIMEOUT, pick_layer: bool = True) -> None:
         self.lake = lake
         if table:
             if not lake.exists(table):  # also refuses names that are not <layer>.<table>
@@ -85,7 +83,7 @@ class GoldExplorer:
                                 hint="run the pipeline first (medallion-nb run)")
             if layer and not table.startswith(f"{layer}."):
                 layer = table.partition(".")[0]  # list the table's own layer
-        self.sandbox = ReadOnlyLake(lake, timeout=timeout, versions=versions)
+        self.sandbox = ReadOnlyLake(lake, timeout=timeout)
         self._quiet = False
         # State computed from the controls (what the tests assert on).
         self.base: duckdb.DuckDBPyRelation | None = None
@@ -254,17 +252,6 @@ class GoldExplorer:
         self.sandbox.refresh()
         self._fill_tables(None)
 
-    def _facts(self, name: str) -> dict[str, Any]:
-        """Rows, version, columns and the run that wrote the version shown."""
-        pinned = self.sandbox.version(name)
-        if pinned is None:
-            return self.lake.info(name)
-        layer, table = name.split(".", 1)
-        snap = self.lake.store.snapshot(layer, table, pinned)
-        commit = next((h for h in self.lake.history(name) if h["version"] == pinned), {})
-        return {"table": name, "rows": snap.rows, "version": pinned, "last_run_id": commit.get("run_id"),
-                "last_written": r.as_datetime(commit.get("timestamp"))}
-
     def _open(self) -> None:
         name = self.table.value
         self.base = self.relation = None
@@ -278,7 +265,7 @@ class GoldExplorer:
             self.grid.show([], [], first_row=1, pages=1)
             self.chart_view.children = ()
             return
-        self.info = self._facts(name)
+        self.info = self.lake.info(name)
         self.base = self.sandbox.table(name)
         self.types = q.column_types(self.base)
         self.type_names = q.column_type_names(self.base)

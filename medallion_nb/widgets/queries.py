@@ -371,7 +371,8 @@ def chart_data(
     """``agg(y)`` grouped by ``x``, ready to draw, with a title such as ``sum(revenue) by order_date (day)``.
 
     - a date or timestamp ``x`` is grouped into time bins: ``bucket="auto"`` picks hour, day, week,
-      month, quarter or year from the span of the data (at most ``AUTO_TIME_BINS`` bins); every bin
+      month, quarter or year from the span of the data (at most ``AUTO_TIME_BINS`` bins), never finer
+      than the data itself (first-of-month dates are shown by month); every bin
       between the first and the last is returned, an empty one with value None, so gaps show;
     - a text (or other) ``x`` gives one group per value, largest first, at most ``MAX_CATEGORIES``;
     - a numeric ``x`` gives one point per value in order, at most ``MAX_NUMBER_POINTS``.
@@ -406,9 +407,14 @@ def chart_data(
 def _time_chart(rel: duckdb.DuckDBPyRelation, x: str, type_id: str, value: str, what: str, bucket: str,
                 max_bins: int) -> ChartData:
     x_sql = f"CAST({quote_ident(x)} AS TIMESTAMP)"
-    low, high = rel.aggregate(f"min({x_sql}), max({x_sql})").fetchall()[0]
+    # Whether every value already sits on a bucket boundary (monthly data is shown by month, not by day).
+    aligned = ", ".join(f"bool_and({x_sql} = date_trunc('{b}', {x_sql}))" for b in TIME_BUCKETS)
+    low, high, *on_boundary = rel.aggregate(f"min({x_sql}), max({x_sql}), {aligned}").fetchall()[0]
     if not bucket or bucket == "auto":
         bucket = auto_bucket(low, high, dates_only=type_id == "date", max_bins=min(max_bins, AUTO_TIME_BINS))
+        native = [b for b, ok in zip(TIME_BUCKETS, on_boundary, strict=True) if ok]
+        if native and TIME_BUCKETS.index(native[-1]) > TIME_BUCKETS.index(bucket):
+            bucket = native[-1]
     title = f"{what} by {x} ({bucket})"
     if low is None:
         return ChartData(labels=[], values=[], truncated=False, title=title, axis="time", bucket=bucket)

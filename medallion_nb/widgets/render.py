@@ -26,6 +26,7 @@ STYLE = """<style>
 .mnb .mnb-note {padding: 4px 8px; border-radius: 4px; margin: 2px 0; font-size: 13px;}
 .mnb .mnb-note.info {background: #eef4fb; color: #1f2328;}
 .mnb .mnb-note.ok {background: #e6f4ea; color: #1a4d2e;}
+.mnb .mnb-note.warning {background: #fff8c5; color: #4d2d00;}
 .mnb .mnb-note.error {background: #fdecea; color: #86181d; white-space: pre-wrap;}
 .mnb .mnb-scroll {max-height: 520px; overflow: auto;}
 .mnb .mnb-side-by-side {display: flex; gap: 16px; align-items: flex-start;}

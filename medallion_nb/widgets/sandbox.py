@@ -16,7 +16,7 @@ import contextlib
 import os
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,17 +38,18 @@ class QueryTimeout(FilterError):
 class ReadOnlyLake:
     """A sandboxed DuckDB connection over a lake's tables, for queries built from what people type.
 
+    The tables and versions are the lake handle's: the latest commits, or the
+    published snapshot it was opened on (``connect(..., snapshot="published")``).
+
     Args:
         lake: the lakehouse whose tables are exposed (read from its folder; its connection is not used).
         timeout: seconds after which a query is interrupted (:class:`QueryTimeout`).
-        versions: ``{"gold.x": version}`` to expose instead of the latest versions (a published snapshot).
     """
 
-    def __init__(self, lake: Lakehouse, *, timeout: float = DEFAULT_TIMEOUT,
-                 versions: Mapping[str, int] | None = None) -> None:
+    def __init__(self, lake: Lakehouse, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.lake = lake
         self.timeout = float(timeout)
-        self.versions = dict(versions or {})
+        self.versions: dict[str, int] = {}
         self._empty = 0
         self.con = _sandboxed_connection(lake.project.lake, memory_limit=lake.project.duckdb.memory_limit,
                                          threads=lake.project.duckdb.threads)
@@ -67,15 +68,15 @@ class ReadOnlyLake:
 
     # -- tables -----------------------------------------------------------
     def refresh(self) -> None:
-        """(Re)create one view per lake table, over the files of its current (or pinned) version."""
+        """(Re)create one view per lake table, over the files of the version the lake handle reads."""
+        manifest = getattr(self.lake, "manifest", None)
+        self.versions = dict(manifest.tables) if manifest is not None else {}
         self._tables = []
         for name in self.lake.tables():
             layer, table = name.split(".", 1)
             if not IDENT.match(table):
                 continue
             version = self.versions.get(name)
-            if version is None and self.versions:
-                continue  # a published snapshot shows only the tables it names
             self.con.execute(f"CREATE OR REPLACE VIEW {quote_ident(layer)}.{quote_ident(table)} AS "
                              f"{self._scan_sql(layer, table, version)}")
             self._tables.append(name)
