@@ -55,6 +55,9 @@ def _cmd_kestra(args: argparse.Namespace) -> int:
         path.write_text(text, encoding="utf-8")
         print(f"wrote {_shown(path)}")
     compose = next(p for p in written if p.name == "docker-compose.yml")
+    wheels = next((p for p in written if p.parent.name == "wheels"), None)
+    if wheels is not None:
+        print(f"before the first build: put medallion_nb's wheel in {_shown(wheels.parent)} (see {_shown(wheels)})")
     print(f"start Kestra: docker compose -f {_shown(compose)} up -d --build   (UI: http://localhost:8080)")
     return EXIT_OK
 
@@ -64,7 +67,8 @@ def _add_kestra(sub: argparse._SubParsersAction) -> None:
                        description="Write <out>/flows/<namespace>.<project>.yml (one papermill task per layer, "
                                    "schedule, retries, executed notebooks as outputs), <out>/docker-compose.yml "
                                    "(Kestra + PostgreSQL with the project mounted at /project) and <out>/Dockerfile "
-                                   "(Kestra plus papermill and medallion_nb). Existing files are overwritten.")
+                                   "(Kestra plus papermill and medallion_nb, installed from a wheel you build into "
+                                   "<out>/wheels, see <out>/wheels/README.md). Existing files are overwritten.")
     _add_project_option(p)
     p.add_argument("--out", type=Path, help="output folder (default: <project>/kestra)")
     p.set_defaults(func=_cmd_kestra)

@@ -25,6 +25,7 @@ EXPECTED_FILES = {
     "data/raw/stores.csv", "data/raw/sales/sales_2026-01-01.csv", "data/raw/sales/sales_2026-01-02.csv",
     "data/raw/sales/sales_2026-01-03.csv",
     "kestra/docker-compose.yml", "kestra/Dockerfile", "kestra/flows/medallion.demo2.demo2.yml",
+    "kestra/wheels/README.md",
 }
 VENV_BIN = str(Path(sys.executable).parent)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from medallion_nb.kestra.compose import build_compose, dockerfile_lines, has_package_source
+from medallion_nb.kestra.compose import build_compose, dockerfile_lines, has_package_source, wheels_readme
 from medallion_nb.kestra.flow import build_flow, flow_file_name
 from medallion_nb.kestra.render import render_flow, render_yaml
 from medallion_nb.project import Project
@@ -27,15 +27,22 @@ def kestra_files(project: Project, out_dir: Path | None = None, *, version: str)
     Args:
         project: the project.
         out_dir: the folder to write into (default ``<project>/kestra``).
-        version: the medallion_nb version the image installs when the project does not vendor it.
+        version: the medallion_nb version the image installs (from ``<out>/wheels/``) when the
+            project does not hold medallion_nb's source.
 
     Raises:
         FlowError: the project cannot be expressed as a flow.
     """
     out = (out_dir or default_out_dir(project)).resolve()
-    return {
+    vendored = has_package_source(project.root)
+    files = {
         out / "flows" / flow_file_name(project): render_flow(build_flow(project)),
-        out / "docker-compose.yml": render_yaml(build_compose(project, out), header=COMPOSE_HEADER),
-        out / "Dockerfile": "\n".join(
-            dockerfile_lines(project, version=version, vendored=has_package_source(project.root))) + "\n",
+        out / "docker-compose.yml": render_yaml(build_compose(project, out, vendored=vendored), header=COMPOSE_HEADER),
+        out / "Dockerfile": "\n".join(dockerfile_lines(project, version=version, vendored=vendored)) + "\n",
     }
+    if not vendored:
+        wheels = out / "wheels"
+        inside = wheels.is_relative_to(project.root.resolve())
+        shown = wheels.relative_to(project.root.resolve()).as_posix() if inside else str(wheels)
+        files[wheels / "README.md"] = wheels_readme(version, shown)
+    return files
