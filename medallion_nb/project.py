@@ -23,6 +23,7 @@ SOURCE_FORMATS = ("csv", "parquet", "json")
 REQUIRED_PARAMETERS = ("project_dir", "run_id", "run_date", "full_refresh")
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_TABLE = re.compile(r"^[a-z][a-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$")
 _PROJECT_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 _NAMESPACE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _DURATION = re.compile(r"^P(?!$)(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+S)?)?$")
@@ -47,12 +48,26 @@ class Source:
 
 
 @dataclass(frozen=True)
+class Declared:
+    """Tables a notebook reads or writes, declared where parsing its code cannot tell (``None``: not declared)."""
+
+    notebook: Path
+    reads: tuple[str, ...] | None = None
+    writes: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
 class Layer:
     """One step of the pipeline: one or more notebooks run together."""
 
     name: str
     notebooks: tuple[Path, ...]
     timeout: str = "PT1H"
+    declared: tuple[Declared, ...] = ()
+
+    def declaration(self, notebook: Path) -> Declared | None:
+        """What ``medallion.yaml`` declares about one of the layer's notebooks."""
+        return next((d for d in self.declared if d.notebook == notebook), None)
 
 
 @dataclass(frozen=True)
@@ -290,11 +305,18 @@ class _Validator:
             if isinstance(books, str):
                 books = [books]
             paths: list[Path] = []
+            declared: list[Declared] = []
+            if isinstance(books, dict):
+                books = [books]
             if not isinstance(books, list) or not books:
                 if spec:
                     self.problem(f"{key}.notebooks", f"expected a notebook path or a list of them, got {_kind(books)}")
             else:
                 for j, book in enumerate(books):
+                    spec_j = None
+                    if isinstance(book, dict):
+                        spec_j = self.mapping(book, f"{key}.notebooks[{j}]", ("path", "reads", "writes"), ("path",))
+                        book = spec_j.get("path")
                     text = self.string(book, f"{key}.notebooks[{j}]")
                     if not text:
                         continue
@@ -304,13 +326,25 @@ class _Validator:
                     elif not nb.is_file():
                         self.problem(f"{key}.notebooks[{j}]", f"{text!r} does not exist (looked in {self.root})")
                     paths.append(nb)
+                    if spec_j:
+                        declared.append(Declared(
+                            nb,
+                            self.tables(spec_j["reads"], f"{key}.notebooks[{j}].reads") if "reads" in spec_j else None,
+                            self.tables(spec_j["writes"], f"{key}.notebooks[{j}].writes") if "writes" in spec_j else None,
+                        ))
                 if len({p.stem for p in paths}) != len(paths):
                     self.problem(f"{key}.notebooks", "two notebooks share a file name; names must be unique in a layer")
             timeout = spec.get("timeout", "PT1H")
             self.string(timeout, f"{key}.timeout", _DURATION, "an ISO-8601 duration such as PT30M")
             if lname:
-                layers.append(Layer(name=lname, notebooks=tuple(paths), timeout=str(timeout)))
+                layers.append(Layer(name=lname, notebooks=tuple(paths), timeout=str(timeout), declared=tuple(declared)))
         return tuple(layers)
+
+    def tables(self, value: Any, key: str) -> tuple[str, ...]:
+        if not isinstance(value, list) or not all(isinstance(v, str) and _TABLE.match(v) for v in value):
+            self.problem(key, f"expected a list of <layer>.<table> names, got {_kind(value)}")
+            return ()
+        return tuple(value)
 
     def parameters(self, raw: Any) -> Mapping[str, Scalar]:
         if not isinstance(raw, dict):

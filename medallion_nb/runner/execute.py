@@ -22,7 +22,10 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+import ctypes
+import signal
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,7 +58,8 @@ class NotebookTask:
     parameters: Mapping[str, Scalar]
     env: Mapping[str, str] = field(default_factory=dict)
     kernel_log: Path | None = None
-    blocked_by: str | None = None  # an earlier layer that did not succeed: do not run
+    # Called as each cell starts: (source cell index, number of cells, label); see cell_label().
+    on_cell: Callable[[int, int, str], None] | None = field(default=None, compare=False)
 
     @property
     def name(self) -> str:
@@ -117,11 +121,21 @@ class _PreparedKernelEngine(NBClientEngine):
 
     @classmethod
     def execute_managed_notebook(cls, nb_man, kernel_name, *, km=None, log_output=False, stdout_file=None,
-                                 stderr_file=None, start_timeout=60, execution_timeout=None, **kwargs):
+                                 stderr_file=None, start_timeout=60, execution_timeout=None, on_cell=None,
+                                 source_notebook=None, **kwargs):
+        hooks = {}
+        if on_cell is not None:
+            labels = _cell_labels(nb_man.nb, source_notebook)
+
+            def cell_started(cell: Any, cell_index: int) -> None:
+                index, total, label = labels.get(cell_index, (cell_index, len(nb_man.nb.cells), ""))
+                on_cell(index, total, label)
+
+            hooks["on_cell_execute"] = cell_started
         client = PapermillNotebookClient(
             nb_man, km=km, kernel_name=kernel_name, log=papermill_logger, log_output=log_output,
             stdout_file=stdout_file, stderr_file=stderr_file, startup_timeout=start_timeout,
-            timeout=execution_timeout,
+            timeout=execution_timeout, **hooks,
         )
         try:
             return client.execute()
@@ -157,7 +171,8 @@ class _Kernel:
             raise
 
     async def _start(self, env: dict[str, str], cwd: str, startup_timeout: float, preload: str | None) -> None:
-        await self.km.start_kernel(env=env, cwd=cwd, stdout=self.log, stderr=self.log)
+        extra = {"preexec_fn": _die_with_parent} if sys.platform.startswith("linux") else {}
+        await self.km.start_kernel(env=env, cwd=cwd, stdout=self.log, stderr=self.log, **extra)
         if not preload:
             return
         kc = self.km.client()
@@ -309,6 +324,7 @@ class NotebookEngine:
                 str(task.notebook), str(task.output), parameters=dict(task.parameters),
                 engine_name=ENGINE_NAME, km=kernel.km, kernel_name=kernel.name,
                 progress_bar=False, start_timeout=self.startup_timeout,
+                on_cell=task.on_cell, source_notebook=task.notebook,
             )
         except PapermillExecutionError as exc:
             error = CellError(exc.ename, exc.evalue, _source_cell_index(task.notebook, exc.cell_index),
@@ -328,6 +344,61 @@ class NotebookEngine:
 
 def _ignore(msg: dict[str, Any]) -> None:
     """Output hook that drops a silent request's messages."""
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the kernel's process, before it runs Python: be killed when the runner dies.
+
+    The kernel runs in its own session (jupyter_client starts it so), so a signal to
+    the runner's process group does not reach it; the parent-death signal does, at
+    the moment the runner's process (the thread that started the kernel) ends,
+    before the kernel could commit anything more.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() == 1:  # the runner died before prctl: do not outlive it
+        os._exit(1)
+
+
+def _cell_labels(executed: Any, source: Path | None) -> dict[int, tuple[int, int, str]]:
+    """For each code cell of the executed notebook: (source cell index, number of source cells, label).
+
+    The label is the cell's section (the last markdown heading above it) and its
+    first line of code, e.g. ``Orders: latest = lake.latest("bronze.orders", ...``.
+    """
+    try:
+        source_cells = nbformat.read(source, as_version=4).cells if source is not None else None
+    except (OSError, ValueError):
+        source_cells = None
+    index_of = _index_map(source_cells)
+    total = len(source_cells) if source_cells is not None else len(executed.cells)
+    out = {}
+    heading = ""
+    for i, cell in enumerate(executed.cells):
+        text = cell.get("source", "")
+        if cell.get("cell_type") == "markdown":
+            heading = next((line.lstrip("#").strip() for line in text.splitlines() if line.startswith("#")), heading)
+            continue
+        first = next((line.strip() for line in text.splitlines()
+                      if line.strip() and not line.strip().startswith("#")), "")
+        label = f"{heading}: {first}" if heading and first else heading or first
+        index = index_of(i)
+        out[i] = (i if index is None else index, total, "injected parameters" if index is None else label)
+    return out
+
+
+def _index_map(source_cells: Any) -> Callable[[int], int | None]:
+    """Maps papermill's cell index (which counts its injected-parameters cell) to the source notebook's."""
+    if source_cells is None:
+        return lambda i: i
+    tags = [set(cell.get("metadata", {}).get("tags", [])) for cell in source_cells]
+    if any("injected-parameters" in t for t in tags):
+        return lambda i: i  # papermill replaced that cell in place
+    injected = next((i for i, t in enumerate(tags) if "parameters" in t), -1) + 1
+    return lambda i: None if i == injected else i - 1 if i > injected else i
 
 
 def _interrupted_cell(task: NotebookTask, ename: str, evalue: str) -> CellError:
@@ -350,11 +421,4 @@ def _source_cell_index(notebook: Path, executed_index: int) -> int | None:
         cells = nbformat.read(notebook, as_version=4).cells
     except (OSError, ValueError):
         return executed_index
-    tags = [set(cell.get("metadata", {}).get("tags", [])) for cell in cells]
-    if any("injected-parameters" in t for t in tags):
-        return executed_index  # papermill replaced that cell in place
-    params = next((i for i, t in enumerate(tags) if "parameters" in t), -1)
-    injected = params + 1
-    if executed_index == injected:
-        return None
-    return executed_index - 1 if executed_index > injected else executed_index
+    return _index_map(cells)(executed_index)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,13 +20,21 @@ from medallion_nb.project import Scalar
 from medallion_nb.reporting import read_write_log
 
 RECORD_NAME = "run.json"
-FORMAT_VERSION = 1
-# Layer statuses: pending -> running -> succeeded | failed, or pending -> skipped.
-LAYER_STATUSES = ("pending", "running", "succeeded", "failed", "skipped")
+FORMAT_VERSION = 2
+# Notebook and layer statuses: pending -> running -> succeeded | failed | up to date, or pending -> skipped.
+# A run is running -> succeeded | failed, or interrupted when its runner died before it ended.
+STATUSES = ("pending", "running", "succeeded", "failed", "skipped", "up to date")
+DONE = ("succeeded", "up to date")
+WRITE_KIND = "write"
 
 
 def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def utc_precise() -> str:
+    """Now, to the microsecond: when notebooks started and ended, to tell which ran at the same time."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass
@@ -49,8 +58,8 @@ def tables_from_write_log(entries: Iterable[Mapping[str, Any]], notebook: str = 
     """Fold write-log lines into one :class:`TableWrite` per table, in first-write order."""
     tables: dict[str, TableWrite] = {}
     for entry in entries:
-        if entry.get("kind", "write") != "write":
-            continue  # other kinds of lines (e.g. expectation results) describe no table write
+        if entry.get("kind", WRITE_KIND) != WRITE_KIND:
+            continue
         name = entry["table"]
         rows = int(entry.get("rows") or 0)
         if name in tables:
@@ -72,12 +81,33 @@ class NotebookRecord:
     output: str  # executed copy, relative to the project folder
     write_log: Path
     status: str = "pending"
+    started: str | None = None
+    finished: str | None = None
     duration_s: float | None = None
     error: dict[str, Any] | None = None
+    reason: str | None = None  # why it was skipped or is up to date
+    reads: list[str] = field(default_factory=list)  # tables it read, recorded by the library
+    inputs: dict[str, Any] = field(default_factory=dict)  # versions of what it read, and its fingerprint
+    events: list[dict[str, Any]] = field(default_factory=list)  # write-log lines of other kinds, kept as they are
+
+    def collect(self) -> list[dict[str, Any]]:
+        """Read the write log: reads and other events into this record; returns the write lines."""
+        entries = read_write_log(self.write_log)
+        self.reads = sorted({e["table"] for e in entries if e.get("kind") == "read" and "table" in e})
+        self.events = [e for e in entries if e.get("kind", WRITE_KIND) not in (WRITE_KIND, "read")]
+        return [e for e in entries if e.get("kind", WRITE_KIND) == WRITE_KIND]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"notebook": self.notebook, "output": self.output, "status": self.status,
-                "duration_s": self.duration_s, "error": self.error}
+        out = {"notebook": self.notebook, "output": self.output, "status": self.status,
+               "started": self.started, "finished": self.finished,
+               "duration_s": self.duration_s, "error": self.error, "reads": self.reads}
+        if self.reason:
+            out["reason"] = self.reason
+        if self.inputs:
+            out["inputs"] = self.inputs
+        if self.events:
+            out["events"] = self.events
+        return out
 
 
 @dataclass
@@ -97,9 +127,25 @@ class LayerRecord:
         return sum(t.rows for t in self.tables)
 
     def collect_writes(self) -> None:
-        """Read the notebooks' write logs into :attr:`tables`."""
-        self.tables = [t for nb in self.notebooks
-                       for t in tables_from_write_log(read_write_log(nb.write_log), nb.notebook)]
+        """Read the notebooks' write logs into :attr:`tables` (and each notebook's reads and events)."""
+        self.tables = [t for nb in self.notebooks for t in tables_from_write_log(nb.collect(), nb.notebook)]
+
+    def notebook(self, name: str) -> NotebookRecord:
+        return next(nb for nb in self.notebooks if nb.notebook == name)
+
+    def settle(self) -> None:
+        """Derive the layer's status from its notebooks' (once none is pending or running)."""
+        statuses = [nb.status for nb in self.notebooks]
+        if any(s in ("pending", "running") for s in statuses):
+            return
+        if "failed" in statuses:
+            self.status = "failed"
+        elif "skipped" in statuses:
+            self.status = "skipped"
+        elif all(s == "up to date" for s in statuses):
+            self.status = "up to date"
+        else:
+            self.status = "succeeded"
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "status": self.status, "started": self.started,
@@ -122,6 +168,10 @@ class RunRecord:
     finished: str | None = None
     duration_s: float | None = None
     error: str | None = None
+    exit_code: int | None = None
+    published: bool = False
+    selection: list[str] = field(default_factory=list)  # the notebooks this run was asked to run
+    runner: dict[str, Any] = field(default_factory=lambda: {"pid": os.getpid(), "host": socket.gethostname()})
 
     @property
     def path(self) -> Path:
@@ -129,6 +179,12 @@ class RunRecord:
 
     def layer(self, name: str) -> LayerRecord:
         return next(layer for layer in self.layers if layer.name == name)
+
+    def notebook(self, name: str) -> NotebookRecord:
+        return next(nb for layer in self.layers for nb in layer.notebooks if nb.notebook == name)
+
+    def layer_of(self, name: str) -> LayerRecord:
+        return next(layer for layer in self.layers if any(nb.notebook == name for nb in layer.notebooks))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -141,8 +197,12 @@ class RunRecord:
             "finished": self.finished,
             "duration_s": self.duration_s,
             "parameters": dict(self.parameters),
+            "selection": self.selection,
+            "runner": self.runner,
             "layers": [layer.to_dict() for layer in self.layers],
             "error": self.error,
+            "exit_code": self.exit_code,
+            "published": self.published,
         }
 
     def save(self) -> Path:
