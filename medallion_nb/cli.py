@@ -1,6 +1,7 @@
 """The ``medallion-nb`` command line: parse, call the library, print, exit code.
 
-Exit codes: 0 success, 1 a run or check failed, 2 bad usage or configuration.
+Exit codes: 0 success, 1 a run or check failed, 2 bad usage or configuration,
+3 a data error that running again will not fix.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 from medallion_nb import __version__
 from medallion_nb.errors import MedallionError, NotebookRunError, ProjectError, QualityError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DATA = 0, 1, 2, 3
 
 
 def _add_project_option(p: argparse.ArgumentParser) -> None:
@@ -131,44 +132,117 @@ def _run_id(text: str) -> str:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    import logging
-
     from medallion_nb.project import load_project
     from medallion_nb.runner import ConsoleProgress, run_pipeline
+
+    _quiet_papermill()
+    project = load_project(args.project)
+    run_pipeline(project, layers=args.layer, select=args.select, parameters=dict(args.param), run_id=args.run_id,
+                 observer=ConsoleProgress(), force=args.force, wait=args.wait, resume=args.resume)
+    return EXIT_OK
+
+
+def _quiet_papermill() -> None:
+    import logging
 
     # papermill's log lines name no notebook and would cut into the progress lines;
     # every failure they could report reaches the run record and the error message.
     logging.getLogger("papermill").setLevel(logging.CRITICAL)
-    project = load_project(args.project)
-    run_pipeline(project, layers=args.layer, parameters=dict(args.param), run_id=args.run_id,
-                 observer=ConsoleProgress())
-    return EXIT_OK
 
 
-def _add_run(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="run the layer notebooks in order with papermill",
-                       description="Execute the layers (all, or those given with --layer) in order, each notebook "
-                                   "by papermill with injected parameters (project_dir, run_id, run_date, "
-                                   "full_refresh, the project's parameters and -p values); notebooks of one layer "
-                                   "run in parallel. Executed notebooks go to <runs>/<run_id>/<layer>/, the run "
-                                   "record to <runs>/<run_id>/run.json. A failing notebook stops the run: later "
-                                   "layers are skipped and the exit code is 1.")
+def _wait(text: str) -> float | None:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--wait {text!r}: expected seconds, e.g. 600 (or 'forever')") from None
+    if seconds < 0:
+        raise argparse.ArgumentTypeError(f"--wait {text!r}: expected seconds >= 0")
+    return seconds
+
+
+def _wait_or_forever(text: str) -> float | None:
+    return None if text == "forever" else _wait(text)
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
     _add_project_option(p)
     p.add_argument("--layer", action="append", metavar="LAYER",
-                   help="run only this layer; repeat for several (they run in project order)")
+                   help="run only this layer's notebooks; repeat for several")
+    p.add_argument("--select", action="append", metavar="SELECTOR",
+                   help="run a slice of the lineage: TABLE (the notebook writing it), TABLE+ (and everything "
+                        "downstream), +TABLE (and everything upstream); a notebook path or layer name works too; "
+                        "repeatable")
     p.add_argument("-p", "--param", action="append", type=_parameter, default=[], metavar="NAME=VALUE",
                    help="notebook parameter (repeatable); true/false become booleans, 42 an integer, "
                         "2.5 a float, anything else a string")
+    p.add_argument("--force", action="store_true",
+                   help="run every selected notebook, even those whose inputs did not change")
+    p.add_argument("--wait", type=_wait_or_forever, default=0, metavar="SECONDS",
+                   help="if another run holds the lake's writer lock, wait this long for it "
+                        "(default: refuse at once, naming the holder; 'forever' waits as long as it takes)")
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run the layer notebooks with papermill, following their lineage",
+                       description="Execute the notebooks (all, those of --layer, or a --select slice) with "
+                                   "papermill and injected parameters (project_dir, run_id, run_date, full_refresh, "
+                                   "the project's parameters and -p values). A notebook starts as soon as the "
+                                   "tables it reads are written, so independent notebooks run side by side; one "
+                                   "whose inputs, code and parameters did not change since its last successful run "
+                                   "is skipped as up to date (unless --force or full_refresh). Executed notebooks "
+                                   "go to <runs>/<run_id>/<layer>/, the run record to <runs>/<run_id>/run.json. "
+                                   "A failing notebook skips what depends on it; the exit code is 1, or 3 when "
+                                   "every failure is a data or config error that running again will not fix.")
+    _add_run_options(p)
     p.add_argument("--run-id", type=_run_id, metavar="ID",
                    help="the run's id and folder name (default: UTC time plus a random suffix)")
+    p.add_argument("--resume", metavar="RUN_ID", type=_run_id,
+                   help="continue run RUN_ID: run again, into its folder and with its parameters, the notebooks "
+                        "that did not succeed")
     p.set_defaults(func=_cmd_run)
 
 
+def _cmd_backfill(args: argparse.Namespace) -> int:
+    from medallion_nb.project import load_project
+    from medallion_nb.runner import ConsoleProgress
+    from medallion_nb.runner.backfill import backfill
+
+    _quiet_papermill()
+    project = load_project(args.project)
+    backfill(project, args.start, args.end, layers=args.layer, select=args.select, parameters=dict(args.param),
+             force=args.force, wait=args.wait, observer_factory=ConsoleProgress)
+    return EXIT_OK
+
+
+def _date(text: str) -> object:
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date (YYYY-MM-DD)") from None
+
+
+def _add_backfill(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("backfill", help="run the pipeline once per day of a date range, in order",
+                       description="Run the pipeline for each day from --start to --end (both included), oldest "
+                                   "first, with run_date set to that day and run id backfill-<day>. A day whose "
+                                   "run already succeeded is not run again, and notebooks whose inputs did not "
+                                   "change are up to date, so repeating a backfill changes nothing. Stops at the "
+                                   "first day that fails.")
+    p.add_argument("--start", type=_date, required=True, metavar="DAY", help="first day (YYYY-MM-DD)")
+    p.add_argument("--end", type=_date, required=True, metavar="DAY", help="last day (YYYY-MM-DD), included")
+    _add_run_options(p)
+    p.set_defaults(func=_cmd_backfill)
+
+
 def _cmd_dag(args: argparse.Namespace) -> int:
+    from medallion_nb.lineage import read_stats
     from medallion_nb.project import load_project
     from medallion_nb.runner import build_plan
 
-    plan = build_plan(load_project(args.project), args.layer)
+    project = load_project(args.project)
+    plan = build_plan(project, args.layer, args.select, stats=read_stats(project))
     if args.out is None:
         print(plan.describe())
         return EXIT_OK
@@ -181,13 +255,14 @@ def _cmd_dag(args: argparse.Namespace) -> int:
 
 
 def _add_dag(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("dag", help="show the run plan (a Hamilton DAG of layers and notebooks)",
-                       description="Print the layers in run order with their notebooks and dependencies, or with "
-                                   "--out draw the Hamilton DAG: .dot needs the graphviz Python package "
-                                   "(pip install 'medallion_nb[graph]'); .png, .svg and .pdf also need Graphviz's "
-                                   "`dot` program.")
+    p = sub.add_parser("dag", help="show the lineage the runner follows: sources, notebooks and tables",
+                       description="Print, per layer, each notebook with the tables it reads and writes (with "
+                                   "their row count and last run) and what it waits for; or with --out draw the "
+                                   "graph: .dot needs nothing, .png, .svg and .pdf need the graphviz Python package "
+                                   "(pip install 'medallion_nb[graph]') and Graphviz's `dot` program.")
     _add_project_option(p)
     p.add_argument("--layer", action="append", metavar="LAYER", help="plan only this layer; repeat for several")
+    p.add_argument("--select", action="append", metavar="SELECTOR", help="plan a slice, as for run --select")
     p.add_argument("--out", type=Path, metavar="FILE", help="write the graph to FILE (.dot, .png, .svg or .pdf)")
     p.set_defaults(func=_cmd_dag)
 
@@ -266,6 +341,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_init,
     _add_export,
     _add_run,
+    _add_backfill,
     _add_dag,
     _add_vacuum,
     _add_dashboard,
@@ -294,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except (NotebookRunError, QualityError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_FAILED if exc.retryable else EXIT_DATA
     except MedallionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED

@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
@@ -22,10 +22,13 @@ import pyarrow as pa
 from medallion_nb.errors import LakeError
 from medallion_nb.lock import commit_guard
 from medallion_nb.project import Project, load_project
-from medallion_nb.reporting import report_write
+from medallion_nb.reporting import recording, report_read, report_write
 from medallion_nb.snapshots import Manifest, resolve, table_snapshot
 from medallion_nb.sql import IDENT, literal, quote_ident, quote_name, storable_columns
 from medallion_nb.storage import METADATA_PREFIX, WRITE_MODES, Snapshot, TableStore, WriteResult
+
+if TYPE_CHECKING:
+    from medallion_nb.lineage import Lineage
 
 # Rows per Arrow batch streamed from DuckDB to the Delta writer: DuckDB's row-group size.
 # Bigger batches are no faster and hold more memory while two are in flight.
@@ -168,9 +171,25 @@ class Lakehouse:
             LakeError: DuckDB rejected the query (the message is DuckDB's).
         """
         try:
-            return self.con.sql(query, params=params)
+            rel = self.con.sql(query, params=params)
         except duckdb.Error as exc:
             raise LakeError(f"query failed: {exc}") from exc
+        self._read_sql(query)
+        return rel
+
+    def _read_sql(self, query: str) -> None:
+        if recording():
+            from medallion_nb.lineage import sql_tables
+
+            for name in sorted(sql_tables(query, self.layers)):
+                self._read(name, "sql")
+
+    def _read(self, name: str, how: str) -> None:
+        """Note in the run's write log that this notebook read ``name`` (once per table and way)."""
+        seen = self.__dict__.setdefault("_reads", set())
+        if (name, how) not in seen:
+            seen.add((name, how))
+            report_read(name, run_id=self.run_id, how=how)
 
     def table(self, name: str, *, version: int | None = None) -> duckdb.DuckDBPyRelation:
         """A lazy relation over ``<layer>.<table>`` (or an earlier version of it).
@@ -186,6 +205,8 @@ class Lakehouse:
             known = ", ".join(self.tables(layer)) or "none yet"
             raise LakeError(f"table {name} does not exist (tables in {layer}: {known})",
                             hint=f"run the {layer} layer first" if layer in self.layers else None)
+        if recording():
+            self._read(name, "table")
         if version is None:
             return self.con.table(f"{layer}.{table}")
         snap = self.store.snapshot(layer, table, version)
@@ -276,6 +297,7 @@ class Lakehouse:
         try:
             if isinstance(data, str):
                 rel = self.con.sql(data)
+                self._read_sql(data)
                 if rel is None:
                     raise LakeError(f"write expects a query that returns rows, got: {data[:80]!r}")
                 return rel
@@ -504,6 +526,15 @@ class Lakehouse:
         from medallion_nb.quality import summary_frame
 
         return summary_frame(self.reports)
+
+    def lineage(self) -> Lineage:
+        """The project's lineage: which notebook reads and writes which table, with row counts.
+
+        In a notebook it is drawn (with Graphviz) or printed; ``str()`` gives the text.
+        """
+        from medallion_nb.lineage import project_lineage, read_stats
+
+        return project_lineage(self.project, read_stats(self.project))
 
     def explore(self, table: str | None = None, **options: Any) -> Any:
         """Open the gold explorer widget on this lake; see :mod:`medallion_nb.widgets`."""

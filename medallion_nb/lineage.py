@@ -26,7 +26,7 @@ from typing import Any
 
 import duckdb
 
-from medallion_nb.errors import ProjectError
+from medallion_nb.errors import MedallionError, ProjectError
 from medallion_nb.project import Layer, Project
 
 # Library calls whose first argument is a table the notebook reads.
@@ -253,8 +253,6 @@ class Lineage:
         Raises:
             MedallionError: the graphviz Python package or Graphviz's ``dot`` program is missing.
         """
-        from medallion_nb.errors import MedallionError
-
         try:
             import graphviz
         except ImportError:
@@ -273,9 +271,10 @@ class Lineage:
         """In a notebook: the picture when Graphviz is there, else the text."""
         bundle: dict[str, Any] = {"text/plain": self.describe()}
         try:
-            bundle["image/svg+xml"] = self.image("svg").decode("utf-8")
-        except Exception:  # noqa: BLE001 - no Graphviz: the text form is shown instead
-            pass
+            svg = self.image("svg").decode("utf-8")
+        except MedallionError:  # no Graphviz here: the text says the same
+            return bundle
+        bundle["image/svg+xml"] = svg
         return bundle
 
 
@@ -304,13 +303,13 @@ def project_lineage(project: Project, stats: Mapping[str, TableStats] | None = N
 
 def notebook_lineage(project: Project, layer: Layer, path: Path) -> NotebookLineage:
     """One notebook's reads and writes: inferred from its code, plus what ``medallion.yaml`` declares."""
-    layers = tuple(layer.name for layer in project.layers)
+    layers = tuple(other.name for other in project.layers)
     found = infer_notebook(path, layers, tuple(s.name for s in project.sources))
     declared = layer.declaration(path)
     reads, writes, sources = set(found.reads), set(found.writes), set(found.sources)
     if declared is not None:
-        reads |= set(declared.reads)
-        writes |= set(declared.writes)
+        reads |= set(declared.reads or ())
+        writes |= set(declared.writes or ())
     bronze = project.layers[0].name if "bronze" not in layers else "bronze"
     writes |= {f"{bronze}.{s}" for s in sources}
     reads -= writes
@@ -493,7 +492,7 @@ def read_stats(project: Project) -> dict[str, TableStats]:
         try:
             snap = store.snapshot(layer, table)
             last = store.history(layer, table, 1)
-        except Exception:  # noqa: BLE001 - a damaged table still shows in the graph, without figures
+        except Exception:
             continue
         stats[f"{layer}.{table}"] = TableStats(snap.rows, snap.version, last[0].get("run_id") if last else None)
     return stats

@@ -327,10 +327,11 @@ class _Validator:
                         self.problem(f"{key}.notebooks[{j}]", f"{text!r} does not exist (looked in {self.root})")
                     paths.append(nb)
                     if spec_j:
+                        where = f"{key}.notebooks[{j}]"
                         declared.append(Declared(
                             nb,
-                            self.tables(spec_j["reads"], f"{key}.notebooks[{j}].reads") if "reads" in spec_j else None,
-                            self.tables(spec_j["writes"], f"{key}.notebooks[{j}].writes") if "writes" in spec_j else None,
+                            self.tables(spec_j["reads"], f"{where}.reads") if "reads" in spec_j else None,
+                            self.tables(spec_j["writes"], f"{where}.writes") if "writes" in spec_j else None,
                         ))
                 if len({p.stem for p in paths}) != len(paths):
                     self.problem(f"{key}.notebooks", "two notebooks share a file name; names must be unique in a layer")

@@ -2,7 +2,9 @@
 
 The runner sets ``MEDALLION_WRITE_LOG`` to a JSON-lines file before it starts a
 layer's kernel; every write the notebook makes appends one line to it, which is
-how the run record learns which tables a layer wrote and how many rows. Under
+how the run record learns which tables a layer wrote and how many rows. Other
+kinds of lines carry a ``"kind"`` (``"write"`` when absent): ``"read"`` is a
+table the notebook read (``lake.table``, ``lake.sql``, ``lake.changes``), for lineage. Under
 Kestra (``MEDALLION_KESTRA_OUTPUTS`` set) each write is also printed in Kestra's
 script output protocol so the Kestra UI shows rows per table.
 """
@@ -22,7 +24,7 @@ KESTRA_ENV = "MEDALLION_KESTRA_OUTPUTS"
 def report_write(result: Any, *, run_id: str) -> None:
     """Record one write in the run's write log and, under Kestra, as task outputs."""
     entry = {**result.to_dict(), "run_id": run_id, "at": datetime.now(UTC).isoformat(timespec="seconds")}
-    _append(entry)
+    log_line(entry)
     if os.environ.get(KESTRA_ENV):
         print(kestra_line(result), flush=True)
 
@@ -35,18 +37,35 @@ def report_expectations(report: Any, *, run_id: str, committed: bool) -> None:
         "quarantined": {r.rule: r.failures for r in report.quarantined},
         "run_id": run_id, "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    _append(entry)
+    log_line(entry)
 
 
-def _append(entry: dict[str, Any]) -> None:
+def log_line(entry: dict[str, Any]) -> bool:
+    """Append one line to the write log, if the runner set one; returns whether it did."""
     log = os.environ.get(WRITE_LOG_ENV)
-    if log:
-        path = Path(log)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # One short line per entry, appended: concurrent notebooks of one layer
-        # each write whole lines, so the log stays parseable.
-        with path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(entry, sort_keys=True) + "\n")
+    if not log:
+        return False
+    path = Path(log)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # One short line per entry, appended: concurrent notebooks each write whole lines,
+    # so the log stays parseable.
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(entry, sort_keys=True) + "\n")
+    return True
+
+
+def recording() -> bool:
+    """Whether this process runs under the runner (so reads are worth recording)."""
+    return bool(os.environ.get(WRITE_LOG_ENV))
+
+
+def report_read(table: str, *, run_id: str, how: str, version: int | None = None) -> None:
+    """Record that the notebook read ``table`` (``how``: table, sql or changes), for lineage."""
+    entry: dict[str, Any] = {"kind": "read", "table": table, "how": how, "run_id": run_id,
+                             "at": datetime.now(UTC).isoformat(timespec="seconds")}
+    if version is not None:
+        entry["version"] = version
+    log_line(entry)
 
 
 def kestra_line(result: Any) -> str:

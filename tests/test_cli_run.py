@@ -22,15 +22,28 @@ def tiny(tmp_path: Path) -> Path:
 
 
 @pytest.mark.notebook
-def test_run_prints_progress_per_layer_and_a_summary(tiny, capsys):
+def test_run_prints_a_line_per_cell_per_notebook_per_layer_and_a_summary(tiny, capsys):
     assert main(["run", "--project", str(tiny), "--run-id", "c1", "-p", "greeting=hi"]) == 0
     out, err = capsys.readouterr()
-    assert err.splitlines()[0] == "run c1 of tiny: bronze, silver, gold"
-    progress = err.splitlines()[1:]
-    assert [line.split(" ... ")[0] for line in progress] == ["[1/3] bronze", "[2/3] silver", "[3/3] gold"]
-    assert progress[0].endswith("s (1 table, 10 rows)")
-    assert " ok " in progress[0]
-    assert progress[1].endswith("s (2 tables, 15 rows)")
+    lines = err.splitlines()
+    assert lines[0] == "run c1 of tiny: 3 notebooks (bronze, silver, gold)"
+    # Not a terminal: one plain line per cell, with the cell's first code line, time and rows so far.
+    silver_cells = [line for line in lines if line.startswith("notebooks/silver.ipynb: cell ")]
+    assert [line.split(" (")[0] for line in silver_cells] == [
+        'notebooks/silver.ipynb: cell 1/5 A layer: project_dir = ".."      # project folder',
+        "notebooks/silver.ipynb: cell 2/5 A layer: import medallion_nb",
+        'notebooks/silver.ipynb: cell 3/5 A layer: lake.write("silver.numbers", "select n * 2 as n fr…',
+        'notebooks/silver.ipynb: cell 4/5 A layer: lake.write("silver.evens", "select n from bronze.n…',
+    ]
+    assert silver_cells[2].endswith(", 0 rows written)")
+    assert silver_cells[3].endswith(", 10 rows written)")
+    done = [line for line in lines if line.startswith("[")]
+    assert [line.split(" ")[:3] for line in done] == [["[1/3]", "bronze", "ok"], ["[2/3]", "silver", "ok"],
+                                                      ["[3/3]", "gold", "ok"]]
+    assert done[1].endswith("s (2 tables, 15 rows)")
+    assert lines.index(silver_cells[-1]) < lines.index(done[1])
+    assert any(line.startswith("notebooks/silver.ipynb: ok ") and line.endswith("(2 tables, 15 rows)")
+               for line in lines)
     lines = out.splitlines()
     assert lines[0].startswith("run c1 succeeded in ")
     assert lines[1].split() == ["layer", "status", "time", "table", "rows", "total", "rows"]
@@ -49,12 +62,12 @@ def test_run_prints_progress_per_layer_and_a_summary(tiny, capsys):
 def test_run_chosen_layers_only(tiny, capsys):
     assert main(["run", "--project", str(tiny), "--layer", "silver", "--layer", "bronze", "--run-id", "c2"]) == 0
     err = capsys.readouterr().err
-    assert "[1/2] bronze ... ok" in err
-    assert "[2/2] silver ... ok" in err
+    assert "[1/2] bronze ok" in err
+    assert "[2/2] silver ok" in err
     assert "gold" not in err.split("\n", 1)[1]
     record = json.loads((tiny / "runs" / "c2" / "run.json").read_text())
     assert [layer["name"] for layer in record["layers"]] == ["bronze", "silver"]
-    assert sorted(p.name for p in (tiny / "data" / "lake").iterdir()) == ["bronze", "silver"]
+    assert sorted(p.name for p in (tiny / "data" / "lake").iterdir()) == ["_medallion", "bronze", "silver"]
 
 
 @pytest.mark.notebook
@@ -62,7 +75,7 @@ def test_a_failing_run_exits_1_names_the_cell_and_skips_later_layers(tmp_path, c
     root = three_layer_project(tmp_path / "bad", silver_cells=(CONNECT, "raise KeyError('no such column: amount')"))
     assert main(["run", "--project", str(root), "--run-id", "f1"]) == 1
     out, err = capsys.readouterr()
-    assert "[2/3] silver ... FAILED" in err
+    assert "[2/3] silver FAILED" in err
     assert "[3/3] gold skipped" in err
     executed = root.resolve() / "runs" / "f1" / "silver" / "silver.ipynb"
     assert ("error: layer 'silver' failed: notebooks/silver.ipynb, cell 3 (In [4]): "
@@ -73,6 +86,16 @@ def test_a_failing_run_exits_1_names_the_cell_and_skips_later_layers(tmp_path, c
     assert [line.split()[:2] for line in out.splitlines()[2:5]] == [
         ["bronze", "succeeded"], ["silver", "failed"], ["gold", "skipped"]]
     assert not (root / "data" / "lake" / "gold").exists()
+
+
+@pytest.mark.notebook
+def test_a_data_error_exits_3(tmp_path, capsys):
+    root = three_layer_project(tmp_path / "bad", silver_cells=(
+        CONNECT, 'lake.check("bronze.numbers", {"row_count": {"min": 1000}})'))
+    assert main(["run", "--project", str(root), "--run-id", "d1"]) == 3
+    assert "QualityError" in capsys.readouterr().err
+    record = json.loads((root / "runs" / "d1" / "run.json").read_text())
+    assert (record["status"], record["exit_code"]) == ("failed", 3)
 
 
 def test_bad_config_exits_2_with_the_problem(tmp_path, capsys):
@@ -112,23 +135,32 @@ def test_dag_prints_the_plan_of_the_nearest_project(tiny, capsys, monkeypatch):
     monkeypatch.chdir(tiny / "notebooks")
     assert main(["dag"]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        "tiny: 3 layer(s), 3 notebook(s) (Hamilton DAG of 6 nodes)",
-        "1. bronze (first; timeout PT1H)  [node bronze]",
-        "     notebooks/bronze.ipynb  [node bronze_bronze_ipynb]",
-        "2. silver (after bronze; timeout PT1H)  [node silver]",
-        "     notebooks/silver.ipynb  [node silver_silver_ipynb]",
-        "3. gold (after silver; timeout PT1H)  [node gold]",
-        "     notebooks/gold.ipynb    [node gold_gold_ipynb]",
+        "tiny: 3 notebook(s), 4 table(s)",
+        "bronze:",
+        "  notebooks/bronze.ipynb",
+        "    reads   -",
+        "    writes  bronze.numbers",
+        "    after   nothing (can start at once)",
+        "silver:",
+        "  notebooks/silver.ipynb",
+        "    reads   bronze.numbers",
+        "    writes  silver.evens, silver.numbers",
+        "    after   notebooks/bronze.ipynb",
+        "gold:",
+        "  notebooks/gold.ipynb",
+        "    reads   silver.numbers",
+        "    writes  gold.total",
+        "    after   notebooks/silver.ipynb",
     ]
     assert main(["dag", "--layer", "gold"]) == 0
-    assert capsys.readouterr().out.splitlines()[1] == "1. gold (first; timeout PT1H)  [node gold]"
+    assert capsys.readouterr().out.splitlines()[-1] == "selected: notebooks/gold.ipynb"
 
 
 def test_dag_writes_dot_and_images(tiny, tmp_path, capsys):
     for name in ("plan.dot", "plan.svg", "img/plan.png"):
         assert main(["dag", "--project", str(tiny), "--out", str(tmp_path / name)]) == 0
         assert f"wrote {tmp_path / name}" in capsys.readouterr().out
-    assert "silver -> gold_gold_ipynb" in (tmp_path / "plan.dot").read_text()
+    assert '"silver.numbers" -> "notebooks/gold.ipynb"' in (tmp_path / "plan.dot").read_text()
     assert "<svg" in (tmp_path / "plan.svg").read_text()
     assert (tmp_path / "img" / "plan.png").read_bytes().startswith(b"\x89PNG")
     assert main(["dag", "--project", str(tiny), "--out", str(tmp_path / "plan.gif")]) == 2
@@ -140,7 +172,7 @@ def test_the_console_script_runs_a_layer(tiny):
     proc = subprocess.run([Path(sys.executable).with_name("medallion-nb"), "run", "--layer", "bronze",
                            "--run-id", "s1"], cwd=tiny, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert "[1/1] bronze ... ok" in proc.stderr
+    assert "[1/1] bronze ok" in proc.stderr
     assert "bronze.numbers" in proc.stdout
     assert "Passed unknown parameter" not in proc.stderr
     assert "WARNING" not in proc.stderr
@@ -153,7 +185,8 @@ def test_ctrl_c_stops_the_kernels_and_leaves_a_valid_record(tmp_path):
     cell = f"import time, pathlib\npathlib.Path({str(sleeping)!r}).touch()\ntime.sleep(3600)"
     root = write_project(tmp_path / "slow", "name: slow\nlayers:\n  - name: bronze\n    notebook: nb/a.ipynb\n"
                          "  - name: gold\n    notebook: nb/b.ipynb\n",
-                         {"nb/a.ipynb": notebook_text(cell), "nb/b.ipynb": notebook_text()})
+                         {"nb/a.ipynb": notebook_text(cell, CONNECT, 'lake.write("bronze.x", "select 1 as n")'),
+                          "nb/b.ipynb": notebook_text(CONNECT, 'lake.table("bronze.x")')})
     record = root / "runs" / "c1" / "run.json"
     proc = subprocess.Popen([Path(sys.executable).with_name("medallion-nb"), "run", "--run-id", "c1"], cwd=root,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -165,11 +198,10 @@ def test_ctrl_c_stops_the_kernels_and_leaves_a_valid_record(tmp_path):
             assert time.monotonic() < deadline, "bronze never reached its sleeping cell"
             time.sleep(0.1)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=300)
+        out, _ = proc.communicate(timeout=300)
     finally:
         proc.kill()
     assert proc.returncode == 130
-    assert "[1/2] bronze ... stopped" in err
     saved = json.loads(record.read_text())
     assert (saved["status"], saved["error"]) == ("failed", "interrupted")
     assert [layer["status"] for layer in saved["layers"]] == ["failed", "skipped"]

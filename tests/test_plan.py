@@ -1,17 +1,19 @@
-"""The run plan as a Hamilton DAG: order, dependencies, selection, text and drawings."""
+"""The run plan: the lineage as a Hamilton DAG, selection, and Hamilton executing it (no kernels here)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import write_project
-from notebook_factory import notebook_text
+from notebook_factory import CONNECT, notebook_text
 
 from medallion_nb import MedallionError, ProjectError, load_project
-from medallion_nb.runner import LayerRecord, NotebookTask, build_plan
-from medallion_nb.runner.plan import LayerStep, NotebookStep, StepRunner
+from medallion_nb.runner import build_plan
+from medallion_nb.runner.plan import NOT_RUN, NOT_SELECTED, NotebookFailed
 
 CONFIG = """\
 name: plans
@@ -22,40 +24,71 @@ layers:
     notebooks: [notebooks/orders.ipynb, notebooks/customers.ipynb]
     timeout: PT10M
   - name: gold
-    notebook: notebooks/gold.ipynb
+    notebooks: [notebooks/sales.ipynb, notebooks/people.ipynb]
 """
+
+NOTEBOOKS = {
+    "notebooks/bronze.ipynb": (CONNECT, 'lake.write("bronze.orders", "select 1 as id")',
+                               'lake.write("bronze.customers", "select 1 as id")'),
+    "notebooks/orders.ipynb": (CONNECT, 'lake.write("silver.orders", lake.sql("select * from bronze.orders"))'),
+    "notebooks/customers.ipynb": (CONNECT, 'c = lake.table("bronze.customers")',
+                                  'lake.write("silver.customers", c)'),
+    "notebooks/sales.ipynb": (CONNECT, 'lake.write("gold.sales", """\n  SELECT o.* FROM silver.orders o\n""")'),
+    "notebooks/people.ipynb": (CONNECT, 'lake.write("gold.people", "select * from silver.customers")'),
+}
 
 
 @pytest.fixture
 def project(tmp_path: Path):
-    files = {f"notebooks/{n}.ipynb": notebook_text() for n in ("bronze", "orders", "customers", "gold")}
+    files = {path: notebook_text(*cells) for path, cells in NOTEBOOKS.items()}
     return load_project(write_project(tmp_path / "plans", CONFIG, files))
 
 
-def test_layers_follow_each_other_and_notebooks_feed_their_layer(project):
+def deps(plan) -> dict[str, list[str]]:
+    return {name: sorted(d.name for d in node.dependencies if d.name != "run")
+            for name, node in plan.driver.graph.nodes.items() if node.tags.get("kind")}
+
+
+def test_the_dag_is_the_lineage_tables_and_notebooks(project):
     plan = build_plan(project)
-    assert plan.layer_names == ("bronze", "silver", "gold")
-    bronze, silver, gold = plan.steps
-    assert (bronze.after, silver.after, gold.after) == (None, "bronze", "silver")
-    assert [nb.notebook.name for nb in silver.notebooks] == ["orders.ipynb", "customers.ipynb"]
-    assert silver.layer.timeout == "PT10M"
+    assert deps(plan) == {
+        "notebooks/bronze.ipynb": [],
+        "bronze.orders": ["notebooks/bronze.ipynb"],
+        "bronze.customers": ["notebooks/bronze.ipynb"],
+        "notebooks/orders.ipynb": ["bronze.orders"],
+        "notebooks/customers.ipynb": ["bronze.customers"],
+        "silver.orders": ["notebooks/orders.ipynb"],
+        "silver.customers": ["notebooks/customers.ipynb"],
+        "notebooks/sales.ipynb": ["silver.orders"],
+        "notebooks/people.ipynb": ["silver.customers"],
+        "gold.sales": ["notebooks/sales.ipynb"],
+        "gold.people": ["notebooks/people.ipynb"],
+    }
+    kinds = {name: node.tags["kind"] for name, node in plan.driver.graph.nodes.items() if node.tags.get("kind")}
+    assert kinds["notebooks/orders.ipynb"] == "notebook"
+    assert kinds["silver.orders"] == "table"
+    assert [s.node for s in plan.steps] == ["notebooks/bronze.ipynb", "notebooks/orders.ipynb",
+                                            "notebooks/customers.ipynb", "notebooks/sales.ipynb",
+                                            "notebooks/people.ipynb"]
+    assert plan.step("notebooks/orders.ipynb").layer.timeout == "PT10M"
 
-    nodes = plan.driver.graph.nodes
-    deps = {name: sorted(d.name for d in node.dependencies) for name, node in nodes.items()}
-    assert deps["bronze_bronze_ipynb"] == ["run"]
-    assert deps["bronze"] == ["bronze_bronze_ipynb", "run"]
-    assert deps["silver_orders_ipynb"] == ["bronze", "run"]
-    assert deps["silver_customers_ipynb"] == ["bronze", "run"]
-    assert deps["silver"] == ["run", "silver_customers_ipynb", "silver_orders_ipynb"]
-    assert deps["gold_gold_ipynb"] == ["run", "silver"]
-    assert nodes["silver_orders_ipynb"].tags["notebook"] == "notebooks/orders.ipynb"
 
+def test_select_takes_a_table_and_what_is_downstream_or_upstream(project):
+    def chosen(*selectors: str, layers=None) -> list[str]:
+        return [s.node for s in build_plan(project, layers, list(selectors)).steps]
 
-def test_chosen_layers_run_in_project_order_one_after_another(project):
-    plan = build_plan(project, ["gold", "bronze", "gold"])
-    assert plan.layer_names == ("bronze", "gold")
-    assert plan.steps[1].after == "bronze"
-    assert "silver" not in plan.driver.graph.nodes
+    assert chosen("silver.orders") == ["notebooks/orders.ipynb"]
+    assert chosen("silver.orders+") == ["notebooks/orders.ipynb", "notebooks/sales.ipynb"]
+    assert chosen("+gold.people") == ["notebooks/bronze.ipynb", "notebooks/customers.ipynb",
+                                      "notebooks/people.ipynb"]
+    assert chosen("bronze.orders+") == ["notebooks/bronze.ipynb", "notebooks/orders.ipynb",
+                                        "notebooks/customers.ipynb", "notebooks/sales.ipynb",
+                                        "notebooks/people.ipynb"]  # bronze writes both bronze tables
+    assert chosen("silver") == ["notebooks/orders.ipynb", "notebooks/customers.ipynb"]
+    assert chosen("notebooks/people.ipynb") == ["notebooks/people.ipynb"]
+    assert chosen("bronze.orders+", layers=["gold"]) == ["notebooks/sales.ipynb", "notebooks/people.ipynb"]
+    with pytest.raises(ProjectError, match=r"--select silver\.nope\+: 'silver\.nope' is not a table"):
+        build_plan(project, None, ["silver.nope+"])
 
 
 def test_an_unknown_layer_lists_the_known_ones(project):
@@ -63,71 +96,108 @@ def test_an_unknown_layer_lists_the_known_ones(project):
         build_plan(project, ["platinum"])
 
 
-class Recorder(StepRunner):
-    """A StepRunner that only notes the order in which Hamilton calls the nodes."""
+class FakeRun:
+    """The DAG's ``run`` input without kernels: notes when each notebook ran; ``fail`` ones fail."""
 
-    def __init__(self, fail: str | None = None) -> None:
-        self.calls: list[str] = []
+    def __init__(self, fail: set[str] = frozenset(), pause: float = 0.0) -> None:
         self.fail = fail
+        self.pause = pause
+        self.spans: dict[str, tuple[float, float]] = {}
+        self.tables: list[str] = []
+        self.lock = threading.Lock()
 
-    def notebook_task(self, step: NotebookStep, after: LayerRecord | None) -> NotebookTask:
-        self.calls.append(f"task {step.node} after={after.name if after else None}")
-        blocked = after.name if after is not None and after.status != "succeeded" else None
-        return NotebookTask(step.layer, step.notebook, Path("out.ipynb"), {}, blocked_by=blocked)
+    def source_state(self, name: str) -> dict[str, Any]:
+        return {"digest": name}
 
-    def run_layer(self, step: LayerStep, tasks: Sequence[NotebookTask]) -> LayerRecord:
-        self.calls.append(f"layer {step.name} ({len(tasks)} tasks)")
-        status = "skipped" if any(t.blocked_by for t in tasks) else "failed" if step.name == self.fail else "succeeded"
-        return LayerRecord(step.name, [], status=status)
+    def table_state(self, name: str) -> dict[str, Any]:
+        with self.lock:
+            self.tables.append(name)
+        return {"version": 0}
 
-
-def test_hamilton_executes_the_dag_layer_by_layer(project):
-    runner = Recorder(fail="silver")
-    results = build_plan(project).execute(runner)
-    assert {name: r.status for name, r in results.items()} == {
-        "bronze": "succeeded", "silver": "failed", "gold": "skipped"}
-    calls = runner.calls
-    assert calls.index("layer bronze (1 tasks)") < calls.index("task silver_orders_ipynb after=bronze")
-    assert calls.index("task silver_customers_ipynb after=bronze") < calls.index("layer silver (2 tasks)")
-    assert calls.index("layer silver (2 tasks)") < calls.index("task gold_gold_ipynb after=silver")
-    assert calls[-1] == "layer gold (1 tasks)"
-
-
-def test_node_names_are_identifiers_even_for_odd_notebook_names(tmp_path):
-    config = "name: odd\nlayers:\n  - name: run\n    notebooks: ['nb/01 Load-Orders.ipynb', nb/x.ipynb]\n"
-    files = {"nb/01 Load-Orders.ipynb": notebook_text(), "nb/x.ipynb": notebook_text()}
-    plan = build_plan(load_project(write_project(tmp_path / "odd", config, files)))
-    (step,) = plan.steps
-    assert step.node == "run_2"  # "run" is the DAG's input
-    assert [nb.node for nb in step.notebooks] == ["run_01_load_orders_ipynb", "run_x_ipynb"]
+    def notebook(self, node: str, inputs: dict[str, Any]) -> str:
+        started = time.monotonic()
+        time.sleep(self.pause)
+        with self.lock:
+            self.spans[node] = (started, time.monotonic())
+        if node in self.fail:
+            raise NotebookFailed(node)
+        return "succeeded"
 
 
-def test_describe_lists_layers_notebooks_and_dependencies(project):
+def test_hamilton_runs_independent_notebooks_side_by_side(project):
+    run = FakeRun(pause=0.3)
+    results = build_plan(project).execute(run)
+    assert results["gold.sales"] == {"version": 0}
+    spans = run.spans
+    orders, customers = spans["notebooks/orders.ipynb"], spans["notebooks/customers.ipynb"]
+    assert orders[0] < customers[1], "silver notebooks did not overlap"
+    assert customers[0] < orders[1], "silver notebooks did not overlap"
+    # Each notebook starts only after the notebook writing its inputs has ended.
+    assert spans["notebooks/sales.ipynb"][0] >= orders[1]
+    assert spans["notebooks/people.ipynb"][0] >= customers[1]
+    assert spans["notebooks/orders.ipynb"][0] >= spans["notebooks/bronze.ipynb"][1]
+
+
+def test_a_failure_skips_exactly_what_depends_on_it(project):
+    run = FakeRun(fail={"notebooks/orders.ipynb"})
+    results = build_plan(project).execute(run)
+    assert results["notebooks/orders.ipynb"] is NOT_RUN
+    assert results["silver.orders"] is NOT_RUN
+    assert results["notebooks/sales.ipynb"] is NOT_RUN
+    assert results["gold.sales"] is NOT_RUN
+    assert "notebooks/sales.ipynb" not in run.spans  # never called
+    assert results["gold.people"] == {"version": 0}
+    assert set(run.spans) == {"notebooks/bronze.ipynb", "notebooks/orders.ipynb", "notebooks/customers.ipynb",
+                              "notebooks/people.ipynb"}
+
+
+def test_notebooks_outside_the_selection_are_not_run(project):
+    run = FakeRun()
+    plan = build_plan(project, None, ["silver.orders+"])
+    results = plan.execute(run)
+    assert set(run.spans) == {"notebooks/orders.ipynb", "notebooks/sales.ipynb"}
+    assert "bronze.orders" in run.tables  # read as it is
+    assert NOT_SELECTED not in results.values()
+
+
+def test_a_notebook_whose_reads_cannot_be_told_waits_for_the_layer_before(tmp_path):
+    config = CONFIG.replace("notebooks: [notebooks/sales.ipynb, notebooks/people.ipynb]",
+                            "notebook: notebooks/dyn.ipynb")
+    files = {path: notebook_text(*cells) for path, cells in NOTEBOOKS.items()}
+    files["notebooks/dyn.ipynb"] = notebook_text(
+        CONNECT, 't = "orders"\nlake.write("gold.x", lake.sql(f"select * from silver.{t}"))')
+    plan = build_plan(load_project(write_project(tmp_path / "dyn", config, files)))
+    assert deps(plan)["notebooks/dyn.ipynb"] == ["notebooks/customers.ipynb", "notebooks/orders.ipynb"]
+    assert "SQL built at run time (f-string)" in plan.describe()
+
+    declared = config.replace("notebook: notebooks/dyn.ipynb",
+                              "notebooks:\n      - path: notebooks/dyn.ipynb\n        reads: [silver.orders]")
+    plan = build_plan(load_project(write_project(tmp_path / "declared", declared, files)))
+    assert deps(plan)["notebooks/dyn.ipynb"] == ["silver.orders"]
+
+
+def test_describe_lists_notebooks_with_reads_writes_and_what_they_wait_for(project):
     text = build_plan(project).describe()
-    assert text.splitlines()[0] == "plans: 3 layer(s), 4 notebook(s) (Hamilton DAG of 7 nodes)"
-    assert "1. bronze (first; timeout PT1H)  [node bronze]" in text
-    assert "2. silver (after bronze, notebooks in parallel; timeout PT10M)  [node silver]" in text
-    assert "3. gold (after silver; timeout PT1H)  [node gold]" in text
     lines = text.splitlines()
-    orders = next(i for i, line in enumerate(lines) if "notebooks/orders.ipynb" in line)
-    assert lines[orders - 1].startswith("2. silver")
-    assert "[node silver_orders_ipynb]" in lines[orders]
+    assert lines[0] == "plans: 5 notebook(s), 6 table(s)"
+    i = lines.index("  notebooks/sales.ipynb")
+    assert lines[i + 1:i + 4] == ["    reads   silver.orders", "    writes  gold.sales",
+                                  "    after   notebooks/orders.ipynb"]
 
 
-def test_dot_source_has_every_node_and_edge(project):
+def test_dot_source_has_tables_notebooks_and_edges(project):
     dot = build_plan(project).dot()
-    for edge in ("bronze_bronze_ipynb -> bronze", "bronze -> silver_orders_ipynb",
-                 "silver_customers_ipynb -> silver", "silver -> gold_gold_ipynb", "gold_gold_ipynb -> gold"):
+    for edge in ('"notebooks/bronze.ipynb" -> "bronze.orders"', '"bronze.orders" -> "notebooks/orders.ipynb"',
+                 '"silver.customers" -> "notebooks/people.ipynb"', '"notebooks/sales.ipynb" -> "gold.sales"'):
         assert edge in dot
-    assert "notebooks/orders.ipynb" in dot  # notebook nodes are labelled with their file
+    assert 'subgraph "cluster_silver"' in dot
 
 
 def test_images_are_drawn_by_graphviz(project):
     plan = build_plan(project)
     svg = plan.image("svg").decode()
-    assert svg.lstrip().startswith("<?xml")
     assert "<svg" in svg
-    assert "silver_orders_ipynb" in svg
+    assert "silver.orders" in svg
     assert plan.image("png").startswith(b"\x89PNG")
     with pytest.raises(ValueError, match="cannot draw the DAG as 'gif'; use one of dot, png, svg, pdf"):
         plan.image("gif")

@@ -124,11 +124,11 @@ class Events(RunObserver):
     def __init__(self) -> None:
         self.events: list[str] = []
 
-    def layer_started(self, index, total, layer):
-        self.events.append(f"start {index}/{total} {layer.name}")
+    def layer_started(self, record, layer):
+        self.events.append(f"start {layer.name}")
 
-    def layer_finished(self, index, total, layer):
-        self.events.append(f"end {index}/{total} {layer.name} {layer.status}")
+    def layer_finished(self, record, layer):
+        self.events.append(f"end {layer.name} {layer.status}")
 
     def run_finished(self, record):
         self.events.append(f"finished {record.status}")
@@ -140,9 +140,8 @@ def test_a_run_executes_layers_in_order_and_records_what_they_wrote(tmp_path):
     events = Events()
     record = run_pipeline(project, run_id="r1", observer=events)
 
-    assert events.events == ["start 1/3 bronze", "end 1/3 bronze succeeded", "start 2/3 silver",
-                             "end 2/3 silver succeeded", "start 3/3 gold", "end 3/3 gold succeeded",
-                             "finished succeeded"]
+    assert events.events == ["start bronze", "end bronze succeeded", "start silver", "end silver succeeded",
+                             "start gold", "end gold succeeded", "finished succeeded"]
     run_dir = project.runs / "r1"
     saved = json.loads((run_dir / "run.json").read_text())
     assert saved == record.to_dict()
@@ -155,9 +154,11 @@ def test_a_run_executes_layers_in_order_and_records_what_they_wrote(tmp_path):
     tables = {t["table"]: (t["rows"], t["total_rows"], t["version"]) for layer in layers for t in layer["tables"]}
     assert tables == {"bronze.numbers": (10, 10, 0), "silver.numbers": (10, 10, 0), "silver.evens": (5, 5, 0),
                       "gold.total": (1, 1, 0)}
-    assert layers[1]["notebooks"] == [{"notebook": "notebooks/silver.ipynb",
-                                       "output": "runs/r1/silver/silver.ipynb", "status": "succeeded",
-                                       "duration_s": layers[1]["notebooks"][0]["duration_s"], "error": None}]
+    (silver,) = layers[1]["notebooks"]
+    assert {k: silver[k] for k in ("notebook", "output", "status", "error", "reads")} == {
+        "notebook": "notebooks/silver.ipynb", "output": "runs/r1/silver/silver.ipynb", "status": "succeeded",
+        "error": None, "reads": ["bronze.numbers"]}  # recorded by the library as the notebook read it
+    assert layers[0]["notebooks"][0]["finished"] <= silver["started"] < silver["finished"]
 
     # The executed copies are papermill's documents, with the injected parameters.
     for layer in ("bronze", "silver", "gold"):
@@ -226,7 +227,7 @@ def test_a_failing_notebook_stops_the_run_and_names_layer_cell_and_output(tmp_pa
     ]
     source = nbformat.read(project.root / "notebooks" / "silver.ipynb", as_version=4)
     assert source.cells[4].source.startswith("x = 1")  # "cell 4" is the source notebook's cell
-    assert events.events[-3:] == ["end 2/3 silver failed", "end 3/3 gold skipped", "finished failed"]
+    assert events.events[-3:] == ["end silver failed", "end gold skipped", "finished failed"]
 
     record = load_record(run_dir)
     assert record["status"] == "failed"
@@ -236,7 +237,7 @@ def test_a_failing_notebook_stops_the_run_and_names_layer_cell_and_output(tmp_pa
     assert silver["notebooks"][0]["error"] == {"cell_index": 4, "execution_count": 5, "source": "x = 1",
                                                "ename": "ZeroDivisionError", "evalue": "division by zero"}
     assert [t["table"] for t in silver["tables"]] == ["silver.numbers"]  # written before the failure
-    assert record["layers"][2]["error"] == "not run: layer 'silver' did not succeed"
+    assert record["layers"][2]["error"] == ("not run: silver.numbers (notebooks/silver.ipynb) did not succeed")
 
     executed = nbformat.read(run_dir / "silver" / "silver.ipynb", as_version=4)
     errors = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
@@ -319,3 +320,123 @@ def test_a_dying_kernel_fails_its_notebook_only(tmp_path):
     assert (outcome.error.ename, outcome.error.evalue) == ("DeadKernelError", "Kernel died")
     assert (outcome.error.cell_index, outcome.error.first_line) == (2, "import os")
     assert (tmp_path / "out" / "die.ipynb").is_file()
+
+
+# -- lineage-driven runs ------------------------------------------------------------------
+
+TWO_SILVERS = """\
+name: two
+layers:
+  - name: bronze
+    notebook: notebooks/bronze.ipynb
+  - name: silver
+    notebooks: [notebooks/left.ipynb, notebooks/right.ipynb]
+  - name: gold
+    notebooks: [notebooks/from_left.ipynb, notebooks/from_right.ipynb]
+"""
+
+
+def two_silvers(root, *, right_cells=None):
+    """bronze -> silver.left, silver.right (independent) -> gold.from_left, gold.from_right."""
+    sleep = "import time\ntime.sleep(1)"
+    return write_project(root, TWO_SILVERS, {
+        "notebooks/bronze.ipynb": notebook_text(CONNECT, 'lake.write("bronze.n", "select range as n from range(10)")'),
+        "notebooks/left.ipynb": notebook_text(CONNECT, sleep, 'lake.write("silver.left", "select * from bronze.n")'),
+        "notebooks/right.ipynb": notebook_text(*(right_cells or (
+            CONNECT, sleep, 'lake.write("silver.right", "select n * 2 as n from bronze.n")'))),
+        "notebooks/from_left.ipynb": notebook_text(CONNECT, 'lake.write("gold.l", "select sum(n) s from silver.left")'),
+        "notebooks/from_right.ipynb": notebook_text(
+            CONNECT, 'lake.write("gold.r", "select sum(n) s from silver.right")'),
+    })
+
+
+@pytest.mark.notebook
+def test_independent_notebooks_run_concurrently_and_a_failure_skips_only_its_dependents(tmp_path):
+    failing = (CONNECT, "import time\ntime.sleep(1)", "raise ValueError('bad right')",
+               'lake.write("silver.right", "select 1 as n")')
+    project = load_project(two_silvers(tmp_path / "two", right_cells=failing))
+    with pytest.raises(NotebookRunError, match=r"layer 'silver' failed: notebooks/right.ipynb, cell 4"):
+        run_pipeline(project, run_id="t1")
+    record = load_record(project.runs / "t1")
+    notebooks = {nb["notebook"]: nb for layer in record["layers"] for nb in layer["notebooks"]}
+    left, right = notebooks["notebooks/left.ipynb"], notebooks["notebooks/right.ipynb"]
+    # The two silver notebooks overlapped: each started before the other finished.
+    assert left["started"] < right["finished"]
+    assert right["started"] < left["finished"]
+    assert {name: nb["status"] for name, nb in notebooks.items()} == {
+        "notebooks/bronze.ipynb": "succeeded", "notebooks/left.ipynb": "succeeded",
+        "notebooks/right.ipynb": "failed", "notebooks/from_left.ipynb": "succeeded",
+        "notebooks/from_right.ipynb": "skipped"}
+    assert notebooks["notebooks/from_right.ipynb"]["reason"] == ("not run: silver.right (notebooks/right.ipynb) "
+                                                                "did not succeed")
+    assert notebooks["notebooks/from_left.ipynb"]["started"] >= left["finished"]
+    with medallion_nb.connect(project.root) as lake:
+        assert lake.exists("gold.l")
+        assert not lake.exists("gold.r")
+
+
+@pytest.mark.notebook
+def test_select_runs_exactly_the_slice_and_nothing_new_is_up_to_date(tmp_path):
+    project = load_project(two_silvers(tmp_path / "two"))
+    run_pipeline(project, run_id="all")
+    with medallion_nb.connect(project.root) as lake:
+        versions = {t: lake.info(t)["version"] for t in lake.tables()}
+
+    record = run_pipeline(project, run_id="slice", select=["silver.right+"], force=True)
+    assert record.selection == ["notebooks/right.ipynb", "notebooks/from_right.ipynb"]
+    assert [nb.notebook for layer in record.layers for nb in layer.notebooks] == record.selection
+    with medallion_nb.connect(project.root) as lake:
+        after = {t: lake.info(t)["version"] for t in lake.tables()}
+    changed = sorted(t for t in after if after[t] != versions[t])
+    assert changed == ["gold.r", "silver.right"]
+
+    # Nothing changed since: every notebook is up to date, no table gets a new version.
+    again = run_pipeline(project, run_id="noop")
+    assert {nb.status for layer in again.layers for nb in layer.notebooks} == {"up to date"}
+    assert [layer.status for layer in again.layers] == ["up to date"] * 3
+    with medallion_nb.connect(project.root) as lake:
+        assert {t: lake.info(t)["version"] for t in lake.tables()} == after
+
+    # Editing a notebook's code re-runs it and what reads its tables.
+    left = project.root / "notebooks" / "left.ipynb"
+    left.write_text(left.read_text().replace("select * from bronze.n", "select * from bronze.n where n > 0"))
+    edited = run_pipeline(project, run_id="edited")
+    statuses = {nb.notebook: nb.status for layer in edited.layers for nb in layer.notebooks}
+    assert statuses == {"notebooks/bronze.ipynb": "up to date", "notebooks/left.ipynb": "succeeded",
+                        "notebooks/right.ipynb": "up to date", "notebooks/from_left.ipynb": "succeeded",
+                        "notebooks/from_right.ipynb": "up to date"}
+
+
+@pytest.mark.notebook
+def test_resume_runs_again_what_did_not_succeed(tmp_path):
+    root = two_silvers(tmp_path / "two", right_cells=(CONNECT, "raise ValueError('not yet')"))
+    project = load_project(root)
+    with pytest.raises(NotebookRunError):
+        run_pipeline(project, run_id="r1")
+    (root / "notebooks" / "right.ipynb").write_text(notebook_text(
+        CONNECT, 'lake.write("silver.right", "select n * 2 as n from bronze.n")'))
+    record = run_pipeline(project, resume="r1")
+    assert record.run_id == "r1"
+    assert record.status == "succeeded"
+    statuses = {nb.notebook: nb.status for layer in record.layers for nb in layer.notebooks}
+    assert statuses == dict.fromkeys(statuses, "succeeded")
+    assert len(statuses) == 5
+    kept = sorted(p.suffix for p in (project.runs / "r1" / "silver").glob("right.failed-*"))
+    assert ".ipynb" in kept  # the failed attempt's executed notebook stays, next to the new one
+    with medallion_nb.connect(root) as lake:
+        assert lake.sql("select s from gold.r").fetchall() == [(90,)]
+        assert lake.history("silver.left")[0]["run_id"] == "r1"
+        assert len(lake.history("silver.left")) == 1  # left succeeded the first time: not run again
+
+
+def test_a_run_refuses_at_once_while_another_holds_the_lock(tmp_path):
+    from medallion_nb.errors import LockHeldError
+    from medallion_nb.lock import WriterLock
+
+    project = load_project(three_layer_project(tmp_path / "tiny"))
+    with WriterLock(project).hold("other-run", command="medallion-nb run"):
+        with pytest.raises(LockHeldError, match=r"run other-run \(pid \d+ on .*\) is writing to it"):
+            run_pipeline(project, run_id="second")
+        with pytest.raises(LockHeldError, match=r"still held after waiting 0.2s"):
+            run_pipeline(project, run_id="third", wait=0.2)
+    assert not (project.runs / "second").exists()

@@ -1,29 +1,38 @@
-"""Run a project's layer notebooks with papermill, planned as a Hamilton DAG.
+"""Run a project's notebooks with papermill, planned and executed as a Hamilton DAG.
 
-``run_pipeline(project)`` executes the layers in order and writes the run record;
-``build_plan(project)`` gives the DAG (``Plan.describe()``, ``Plan.dot()``).
+``run_pipeline(project)`` executes the notebooks (in parallel where their
+lineage allows) and writes the run record; ``build_plan(project)`` gives the
+DAG (``Plan.describe()``, ``Plan.dot()``).
 """
 
 from medallion_nb.runner.execute import CellError, NotebookEngine, NotebookOutcome, NotebookTask
-from medallion_nb.runner.plan import LayerStep, NotebookStep, Plan, build_plan
-from medallion_nb.runner.progress import ConsoleProgress, RunObserver, format_summary, layer_result
-from medallion_nb.runner.record import LayerRecord, RunRecord, load_record
-from medallion_nb.runner.run import (
+from medallion_nb.runner.params import (
     check_run_id,
     new_run_id,
     notebook_parameters,
     parse_parameter,
     parse_value,
-    run_pipeline,
 )
+from medallion_nb.runner.plan import NotebookStep, Plan, build_plan
+from medallion_nb.runner.progress import (
+    ConsoleProgress,
+    NotebookProgress,
+    RunObserver,
+    format_summary,
+    layer_result,
+)
+from medallion_nb.runner.record import LayerRecord, NotebookRecord, RunRecord, load_record
+from medallion_nb.runner.run import EXIT_DATA, run_pipeline
 
 __all__ = [
+    "EXIT_DATA",
     "CellError",
     "ConsoleProgress",
     "LayerRecord",
-    "LayerStep",
     "NotebookEngine",
     "NotebookOutcome",
+    "NotebookProgress",
+    "NotebookRecord",
     "NotebookStep",
     "NotebookTask",
     "Plan",

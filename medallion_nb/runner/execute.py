@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import threading
-import time
 import ctypes
+import os
 import signal
 import sys
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -128,8 +128,8 @@ class _PreparedKernelEngine(NBClientEngine):
             labels = _cell_labels(nb_man.nb, source_notebook)
 
             def cell_started(cell: Any, cell_index: int) -> None:
-                index, total, label = labels.get(cell_index, (cell_index, len(nb_man.nb.cells), ""))
-                on_cell(index, total, label)
+                if cell_index in labels:  # not the cell papermill injected
+                    on_cell(*labels[cell_index])
 
             hooks["on_cell_execute"] = cell_started
         client = PapermillNotebookClient(
@@ -386,7 +386,8 @@ def _cell_labels(executed: Any, source: Path | None) -> dict[int, tuple[int, int
                       if line.strip() and not line.strip().startswith("#")), "")
         label = f"{heading}: {first}" if heading and first else heading or first
         index = index_of(i)
-        out[i] = (i if index is None else index, total, "injected parameters" if index is None else label)
+        if index is not None:
+            out[i] = (index, total, label)
     return out
 
 

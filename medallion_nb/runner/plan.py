@@ -77,7 +77,8 @@ class Plan:
 
         lineage = self.lineage
         writers = lineage.writers
-        sources = {f"source:{s}": {"name": value(s)} for s in sorted({s for nb in lineage.notebooks for s in nb.sources})}
+        names = sorted({s for nb in lineage.notebooks for s in nb.sources})
+        sources = {f"source:{s}": {"name": value(s)} for s in names}
         notebooks = {}
         for step in self.all_steps:
             nb = step.lineage
@@ -180,7 +181,7 @@ class NotSelected:
 NOT_SELECTED = NotSelected()
 
 
-class NotebookFailed(Exception):  # noqa: N818 - a signal to Hamilton's GracefulErrorAdapter, not shown to users
+class NotebookFailed(Exception):
     """Raised by a notebook node that failed; Hamilton skips what depends on it."""
 
 

@@ -170,6 +170,7 @@ class RunRecord:
     error: str | None = None
     exit_code: int | None = None
     published: bool = False
+    resumed: str | None = None
     selection: list[str] = field(default_factory=list)  # the notebooks this run was asked to run
     runner: dict[str, Any] = field(default_factory=lambda: {"pid": os.getpid(), "host": socket.gethostname()})
 
@@ -203,15 +204,42 @@ class RunRecord:
             "error": self.error,
             "exit_code": self.exit_code,
             "published": self.published,
+            **({"resumed": self.resumed} if self.resumed else {}),
         }
 
     def save(self) -> Path:
         """Write ``run.json`` atomically and return its path."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{RECORD_NAME}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, self.path)
+        write_record(self.path, self.to_dict())
         return self.path
+
+
+def write_record(path: Path, data: Mapping[str, Any]) -> None:
+    """Replace a ``run.json`` atomically."""
+    tmp = path.with_name(f".{RECORD_NAME}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def mark_interrupted(path: Path, data: dict[str, Any]) -> None:
+    """Say in an abandoned record that its run was interrupted (its runner died while it ran)."""
+    data["status"] = "interrupted"
+    data["error"] = data.get("error") or "interrupted: the runner died before the run ended"
+    for layer in data.get("layers", []):
+        for nb in layer.get("notebooks", []):
+            if nb.get("status") in ("running", "pending"):
+                nb["status"] = "interrupted" if nb["status"] == "running" else "skipped"
+        if layer.get("status") in ("running", "pending"):
+            layer["status"] = "interrupted" if layer["status"] == "running" else "skipped"
+    write_record(path, data)
+
+
+def notebook_from_dict(data: Mapping[str, Any], write_log: Path) -> NotebookRecord:
+    """A notebook's entry of an earlier record (for a resumed run)."""
+    return NotebookRecord(data["notebook"], data["output"], write_log, data.get("status", "pending"),
+                          data.get("started"), data.get("finished"), data.get("duration_s"), data.get("error"),
+                          data.get("reason"), list(data.get("reads", [])), dict(data.get("inputs", {})),
+                          list(data.get("events", [])))
 
 
 def load_record(path: Path) -> dict[str, Any]:
