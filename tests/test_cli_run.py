@@ -72,13 +72,15 @@ def test_run_chosen_layers_only(tiny, capsys):
 
 @pytest.mark.notebook
 def test_a_failing_run_exits_1_names_the_cell_and_skips_later_layers(tmp_path, capsys):
-    root = three_layer_project(tmp_path / "bad", silver_cells=(CONNECT, "raise KeyError('no such column: amount')"))
+    root = three_layer_project(tmp_path / "bad", silver_cells=(
+        CONNECT, 'numbers = lake.table("bronze.numbers")', "raise KeyError('no such column: amount')",
+        'lake.write("silver.numbers", numbers)'))
     assert main(["run", "--project", str(root), "--run-id", "f1"]) == 1
     out, err = capsys.readouterr()
     assert "[2/3] silver FAILED" in err
     assert "[3/3] gold skipped" in err
     executed = root.resolve() / "runs" / "f1" / "silver" / "silver.ipynb"
-    assert ("error: layer 'silver' failed: notebooks/silver.ipynb, cell 3 (In [4]): "
+    assert ("error: layer 'silver' failed: notebooks/silver.ipynb, cell 4 (In [5]): "
             "KeyError: 'no such column: amount'") in err
     assert "  failing cell starts: raise KeyError('no such column: amount')" in err
     assert f"  executed notebook: {executed}" in err
@@ -91,7 +93,8 @@ def test_a_failing_run_exits_1_names_the_cell_and_skips_later_layers(tmp_path, c
 @pytest.mark.notebook
 def test_a_data_error_exits_3(tmp_path, capsys):
     root = three_layer_project(tmp_path / "bad", silver_cells=(
-        CONNECT, 'lake.check("bronze.numbers", {"row_count": {"min": 1000}})'))
+        CONNECT, 'lake.check("bronze.numbers", {"row_count": {"min": 1000}})',
+        'lake.write("silver.numbers", "select * from bronze.numbers")'))
     assert main(["run", "--project", str(root), "--run-id", "d1"]) == 3
     assert "QualityError" in capsys.readouterr().err
     record = json.loads((root / "runs" / "d1" / "run.json").read_text())

@@ -115,10 +115,12 @@ def test_run_builds_the_lake_and_gold_matches_plain_sql(demo_project: Path):
     second = cli("run", "--project", str(demo_project), "--run-id", "second", cwd=demo_project)
     assert second.returncode == 0, second.stdout + second.stderr
     assert snapshot(demo_project) == before  # no file ingested twice, gold identical
+    record = json.loads((demo_project / "runs" / "second" / "run.json").read_text())
+    assert [layer["status"] for layer in record["layers"]] == ["up to date"] * 3  # nothing new: nothing run
 
     versions = {t: deltalake.DeltaTable(str(demo_project / "data/lake" / t)).version()
                 for t in ("bronze/orders", "silver/order_lines", "gold/daily_sales")}
-    only_gold = cli("run", "--project", str(demo_project), "--layer", "gold", "--run-id", "gold-only",
+    only_gold = cli("run", "--project", str(demo_project), "--layer", "gold", "--force", "--run-id", "gold-only",
                     cwd=demo_project)
     assert only_gold.returncode == 0, only_gold.stdout + only_gold.stderr
     record = json.loads((demo_project / "runs" / "gold-only" / "run.json").read_text())

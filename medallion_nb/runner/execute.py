@@ -297,6 +297,18 @@ class NotebookEngine:
         self._starter.shutdown(wait=True, cancel_futures=True)
         self._stopper.shutdown(wait=True)
 
+    def stop_all(self) -> None:
+        """Stop every running notebook now (their kernels are shut down); used on Ctrl-C."""
+        with self._lock:
+            running = list(self._running)
+            self._stopped.update(self._starting)
+        for output in running:
+            with self._lock:
+                self._stopped.add(output)
+                kernel = self._running.get(output)
+            if kernel is not None:
+                kernel.shutdown(now=True)
+
     def _new_kernel(self, task: NotebookTask) -> _Kernel:
         return _Kernel(task, startup_timeout=self.startup_timeout, preload=self.preload)
 

@@ -192,7 +192,7 @@ class _Run(NodeExecutionHook):
         self.observer.run_started(record)
         try:
             with self.engine, _terminate_as_interrupt():
-                self.plan.execute(self, adapters=[self])
+                self._supervise()
             failed = [layer for layer in record.layers if layer.status == "failed"]
             record.status = "failed" if failed else "succeeded"
             record.error = "\n".join(layer.error or "" for layer in failed) or None
@@ -225,6 +225,33 @@ class _Run(NodeExecutionHook):
             error.record = record
             raise error
         return record
+
+    def _supervise(self) -> None:
+        """Have Hamilton execute the plan in a thread while this one stays free for Ctrl-C and SIGTERM.
+
+        (A signal may be delivered to any thread; a main thread blocked in a lock
+        without a timeout would not see it until the run ended.)
+        """
+        failure: list[BaseException] = []
+
+        def execute() -> None:
+            try:
+                self.plan.execute(self, adapters=[self])
+            except BaseException as exc:  # handed to the supervising thread, which raises it
+                failure.append(exc)
+
+        worker = threading.Thread(target=execute, name="medallion-run")
+        worker.start()
+        try:
+            while worker.is_alive():
+                worker.join(0.2)
+        except BaseException:
+            self.stopping.set()
+            self.engine.stop_all()
+            worker.join()
+            raise
+        if failure:
+            raise failure[0]
 
     def _exit_code(self) -> int:
         if self.record.status == "succeeded":
