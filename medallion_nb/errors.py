@@ -47,6 +47,8 @@ class LockHeldError(MedallionError):
 class IngestError(MedallionError):
     """A raw source could not be read; the message names the source and the file."""
 
+    retryable = False  # bad or missing data: running again cannot fix it
+
 
 class QualityError(MedallionError):
     """Quality checks failed; ``report`` holds every result."""

@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from medallion_nb.errors import LakeError
 from medallion_nb.lock import commit_guard
-from medallion_nb.project import Project, load_project
+from medallion_nb.project import Project, duckdb_settings, load_project
 from medallion_nb.reporting import recording, report_read, report_write
 from medallion_nb.snapshots import Manifest, resolve, table_snapshot
 from medallion_nb.sql import IDENT, literal, quote_ident, quote_name, storable_columns
@@ -33,8 +33,6 @@ if TYPE_CHECKING:
 # Rows per Arrow batch streamed from DuckDB to the Delta writer: DuckDB's row-group size.
 # Bigger batches are no faster and hold more memory while two are in flight.
 BATCH_ROWS = 122_880
-MEMORY_LIMIT_ENV = "MEDALLION_MEMORY_LIMIT"
-THREADS_ENV = "MEDALLION_THREADS"
 _RESERVED_SCHEMAS = {"main", "temp", "information_schema", "pg_catalog"}
 
 
@@ -73,13 +71,11 @@ class Lakehouse:
         spill.parent.mkdir(parents=True, exist_ok=True)
         config: dict[str, Any] = {"temp_directory": str(spill)}
         # An explicit argument wins, then the environment, then medallion.yaml's duckdb: section.
-        memory_limit = memory_limit or os.environ.get(MEMORY_LIMIT_ENV) or project.duckdb.memory_limit
-        if memory_limit:
-            config["memory_limit"] = memory_limit
-        threads = threads or (int(os.environ[THREADS_ENV]) if os.environ.get(THREADS_ENV) else None) \
-            or project.duckdb.threads
-        if threads:
-            config["threads"] = threads
+        settings = duckdb_settings(project, memory_limit, threads)
+        if settings.memory_limit:
+            config["memory_limit"] = settings.memory_limit
+        if settings.threads:
+            config["threads"] = settings.threads
         try:
             self.con = duckdb.connect(config=config)
         except duckdb.Error as exc:
@@ -119,6 +115,13 @@ class Lakehouse:
                             f"(layers: {', '.join(self.layers)})")
         quote_ident(table)
         return layer, table
+
+    def _check_case(self, layer: str, table: str) -> None:
+        """Refuse a table whose name differs from an existing one only in case (DuckDB names ignore case)."""
+        for lay, other in self.store.tables():
+            if lay == layer and other != table and other.lower() == table.lower():
+                raise LakeError(f"table {layer}.{table}: {layer}.{other} already exists, and names that differ "
+                                "only in case would be one table in SQL; use the existing name or another one")
 
     def _view(self, layer: str, table: str) -> str:
         return f"{quote_ident(layer)}.{quote_ident(table)}"
@@ -343,7 +346,7 @@ class Lakehouse:
                 the table is unchanged.
             ExpectationError: a ``fail`` expectation failed; nothing was committed.
         """
-        self._split(name)
+        self._check_case(*self._split(name))
         if mode not in WRITE_MODES:
             raise LakeError(f"write to {name}: mode {mode!r} is not one of {', '.join(WRITE_MODES)}")
         keys = (key,) if isinstance(key, str) else tuple(key or ())
@@ -435,8 +438,10 @@ class Lakehouse:
 
     # -- the other jobs, delegated ---------------------------------------
     def ingest(self, source: str | None = None, *, run_date: str | None = None,
-               full_refresh: bool = False) -> list[Any]:
+               full_refresh: bool = False, rebuild: str | Sequence[str] = ()) -> list[Any]:
         """Load raw sources into bronze (all of them, or one by name); see :mod:`medallion_nb.ingest`.
+
+        ``rebuild`` names sources to reload from all their current files.
 
         Raises:
             IngestError: a source cannot be read.
@@ -449,7 +454,7 @@ class Lakehouse:
         # views re-read first: a second ingest waits and then finds the files already loaded.
         with commit_guard(self):
             self.refresh()
-            return ingest_sources(self, source, run_date=run_date, full_refresh=full_refresh)
+            return ingest_sources(self, source, run_date=run_date, full_refresh=full_refresh, rebuild=rebuild)
 
     def check(self, data: Any, checks: Any, *, name: str | None = None, fail: bool = True,
               key: str | Sequence[str] = ()) -> Any:

@@ -7,7 +7,9 @@ and reported at once, each naming the key path and what was expected.
 
 from __future__ import annotations
 
+import os
 import re
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,35 +18,24 @@ from typing import Any
 import yaml
 
 from medallion_nb.errors import ProjectError
+from medallion_nb.sources import Source, SourceChecks
+from medallion_nb.validation import UniqueKeyLoader, cron_problem, is_sql_keyword, kind
 
 CONFIG_NAME = "medallion.yaml"
-LOAD_MODES = ("replace", "append", "merge")
-SOURCE_FORMATS = ("csv", "parquet", "json")
 REQUIRED_PARAMETERS = ("project_dir", "run_id", "run_date", "full_refresh")
+# Schema names DuckDB keeps for itself (or resolves as catalogs); a layer is a schema.
+RESERVED_LAYERS = ("main", "temp", "system", "memory", "information_schema", "pg_catalog")
+MEMORY_LIMIT_ENV = "MEDALLION_MEMORY_LIMIT"
+THREADS_ENV = "MEDALLION_THREADS"
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _TABLE = re.compile(r"^[a-z][a-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$")
 _PROJECT_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 _NAMESPACE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _DURATION = re.compile(r"^P(?!$)(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+S)?)?$")
-_CRON_FIELDS = (5, 6)
 _MEMORY = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
 
 Scalar = str | int | float | bool | None
-
-
-@dataclass(frozen=True)
-class Source:
-    """A raw source that bronze ingests into ``bronze.<name>``."""
-
-    name: str
-    path: str
-    format: str = "csv"
-    mode: str = "append"
-    keys: tuple[str, ...] = ()
-    cursor: str | None = None
-    date_in_name: bool = False
-    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -178,65 +169,45 @@ def load_project(path: str | Path = ".") -> Project:
     else:
         raise ProjectError(f"{path}: no such project folder")
     try:
-        raw = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+        loader = UniqueKeyLoader(config_file.read_text(encoding="utf-8"))
+        try:
+            raw = loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         raise ProjectError(f"{config_file}: not valid YAML: {exc}") from exc
     except OSError as exc:
         raise ProjectError(f"{config_file}: cannot read: {exc.strerror}") from exc
-    return _Validator(config_file).project(raw)
+    validator = _Validator(config_file)
+    for line, key, first in loader.duplicates:
+        validator.problem(f"line {line}", f"duplicate key {key!r} (first given on line {first}); "
+                                          "YAML would silently keep only the last one")
+    return validator.project(raw)
 
 
-class _Validator:
+def duckdb_settings(project: Project, memory_limit: str | None = None, threads: int | None = None) -> DuckDBSettings:
+    """DuckDB resources for a connection: arguments, then the environment, then ``medallion.yaml``.
+
+    Raises:
+        ProjectError: an environment setting has a bad value (the variable is named).
+    """
+    env_limit = os.environ.get(MEMORY_LIMIT_ENV, "").strip()
+    if env_limit and not _MEMORY.match(env_limit):
+        raise ProjectError(f"environment variable {MEMORY_LIMIT_ENV}={env_limit!r} is not a size such as 1GB "
+                           "or 512MB", hint=f"fix or unset {MEMORY_LIMIT_ENV}")
+    env_threads = os.environ.get(THREADS_ENV, "").strip()
+    if env_threads and (not env_threads.isdigit() or int(env_threads) < 1):
+        raise ProjectError(f"environment variable {THREADS_ENV}={env_threads!r} is not a whole number >= 1",
+                           hint=f"fix or unset {THREADS_ENV}")
+    return DuckDBSettings(
+        memory_limit=memory_limit or env_limit or project.duckdb.memory_limit,
+        threads=threads or (int(env_threads) if env_threads else None) or project.duckdb.threads,
+    )
+
+
+class _Validator(SourceChecks):
     """Turns the parsed YAML into a Project, collecting every problem on the way."""
 
-    def __init__(self, config_file: Path) -> None:
-        self.file = config_file
-        self.root = config_file.parent
-        self.problems: list[str] = []
-
-    def problem(self, key: str, message: str) -> None:
-        self.problems.append(f"{self.file.name}: {key}: {message}")
-
-    def mapping(self, value: Any, key: str, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> dict:
-        if not isinstance(value, dict):
-            self.problem(key, f"expected a mapping, got {_kind(value)}")
-            return {}
-        for name in value:
-            if name not in allowed:
-                self.problem(f"{key}.{name}" if key else str(name), f"unknown key (allowed: {', '.join(allowed)})")
-        for name in required:
-            if name not in value:
-                self.problem(f"{key}.{name}" if key else name, "missing (required)")
-        return value
-
-    def string(self, value: Any, key: str, pattern: re.Pattern | None = None, expected: str = "") -> str | None:
-        if not isinstance(value, str) or not value.strip():
-            self.problem(key, f"expected a non-empty string, got {_kind(value)}")
-            return None
-        if pattern is not None and not pattern.match(value):
-            self.problem(key, f"{value!r} is not {expected}")
-            return None
-        return value
-
-    def choice(self, value: Any, key: str, choices: tuple[str, ...]) -> str | None:
-        if value not in choices:
-            self.problem(key, f"{value!r} is not one of {', '.join(choices)}")
-            return None
-        return value
-
-    def boolean(self, value: Any, key: str) -> bool:
-        if not isinstance(value, bool):
-            self.problem(key, f"expected true or false, got {_kind(value)}")
-            return False
-        return value
-
-    def names(self, value: Any, key: str) -> tuple[str, ...]:
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            self.problem(key, f"expected a column name or a list of column names, got {_kind(value)}")
-            return ()
-        return tuple(value)
 
     def project(self, raw: Any) -> Project:
         top = self.mapping(
@@ -264,7 +235,7 @@ class _Validator:
         duckdb_settings = self.duckdb(top.get("duckdb", {}))
         description = top.get("description", "")
         if not isinstance(description, str):
-            self.problem("description", f"expected a string, got {_kind(description)}")
+            self.problem("description", f"expected a string, got {kind(description)}")
         if self.problems:
             raise ProjectError(
                 [f"{self.file}: {len(self.problems)} problem(s):", *(f"  - {p}" for p in self.problems)],
@@ -287,13 +258,18 @@ class _Validator:
         if raw is None:
             return ()
         if not isinstance(raw, list) or not raw:
-            self.problem("layers", f"expected a non-empty list of layers, got {_kind(raw)}")
+            self.problem("layers", f"expected a non-empty list of layers, got {kind(raw)}")
             return ()
         layers, seen = [], set()
         for i, item in enumerate(raw):
             key = f"layers[{i}]"
             spec = self.mapping(item, key, ("name", "notebook", "notebooks", "timeout"), ("name",))
             lname = self.string(spec.get("name"), f"{key}.name", _NAME, "a lowercase identifier") if spec else None
+            if lname and (lname in RESERVED_LAYERS or is_sql_keyword(lname)):
+                self.problem(f"{key}.name", f"{lname!r} is reserved by DuckDB (a layer is a schema; reserved: "
+                                            f"{', '.join(RESERVED_LAYERS)}, SQL keywords and names starting "
+                                            "with _); choose another name")
+                lname = None
             if lname:
                 key = f"layers.{lname}"
                 if lname in seen:
@@ -310,7 +286,7 @@ class _Validator:
                 books = [books]
             if not isinstance(books, list) or not books:
                 if spec:
-                    self.problem(f"{key}.notebooks", f"expected a notebook path or a list of them, got {_kind(books)}")
+                    self.problem(f"{key}.notebooks", f"expected a notebook path or a list of them, got {kind(books)}")
             else:
                 for j, book in enumerate(books):
                     spec_j = None
@@ -343,67 +319,41 @@ class _Validator:
 
     def tables(self, value: Any, key: str) -> tuple[str, ...]:
         if not isinstance(value, list) or not all(isinstance(v, str) and _TABLE.match(v) for v in value):
-            self.problem(key, f"expected a list of <layer>.<table> names, got {_kind(value)}")
+            self.problem(key, f"expected a list of <layer>.<table> names, got {kind(value)}")
             return ()
         return tuple(value)
 
     def parameters(self, raw: Any) -> Mapping[str, Scalar]:
         if not isinstance(raw, dict):
-            self.problem("parameters", f"expected a mapping of name: value, got {_kind(raw)}")
+            self.problem("parameters", f"expected a mapping of name: value, got {kind(raw)}")
             return {}
         params: dict[str, Scalar] = {}
         for pname, value in raw.items():
             if not isinstance(pname, str) or not pname.isidentifier():
                 self.problem(f"parameters.{pname}", "is not a valid Python identifier")
             elif value is not None and not isinstance(value, str | int | float | bool):
-                self.problem(f"parameters.{pname}", f"expected a string, number or boolean, got {_kind(value)}")
+                self.problem(f"parameters.{pname}", f"expected a string, number or boolean, got {kind(value)}")
             else:
                 params[pname] = value
         return params
 
-    def sources(self, raw: Any) -> tuple[Source, ...]:
-        if not isinstance(raw, dict):
-            self.problem("sources", f"expected a mapping of source name to settings, got {_kind(raw)}")
-            return ()
-        out = []
-        for sname, spec in raw.items():
-            key = f"sources.{sname}"
-            if not isinstance(sname, str) or not _NAME.match(sname):
-                self.problem(key, "source names must be lowercase identifiers (they become bronze table names)")
-                continue
-            spec = self.mapping(spec, key, ("path", "format", "mode", "keys", "cursor", "date_in_name", "options"),
-                                ("path",))
-            if not spec:
-                continue
-            path = self.string(spec.get("path"), f"{key}.path") if "path" in spec else None
-            fmt = self.choice(spec.get("format", _guess_format(path)), f"{key}.format", SOURCE_FORMATS)
-            mode = self.choice(spec.get("mode", "append"), f"{key}.mode", LOAD_MODES)
-            keys = self.names(spec["keys"], f"{key}.keys") if "keys" in spec else ()
-            if mode == "merge" and not keys:
-                self.problem(f"{key}.keys", "required when mode is merge (the columns that identify a row)")
-            cursor = spec.get("cursor")
-            if cursor is not None:
-                cursor = self.string(cursor, f"{key}.cursor")
-            date_in_name = self.boolean(spec.get("date_in_name", False), f"{key}.date_in_name")
-            options = spec.get("options", {})
-            if not isinstance(options, dict) or not all(
-                isinstance(k, str) and k.isidentifier() and _option_value(v) for k, v in options.items()
-            ):
-                self.problem(f"{key}.options", "expected a mapping of reader option name to a string, number, "
-                                               "boolean or a mapping of those (e.g. types: {id: VARCHAR})")
-                options = {}
-            if path and fmt and mode:
-                out.append(Source(sname, path, fmt, mode, keys, cursor, date_in_name, dict(options)))
-        return tuple(out)
 
     def schedule(self, raw: Any) -> Schedule | None:
         spec = self.mapping(raw, "schedule", ("cron", "timezone"), ("cron",))
         cron = self.string(spec.get("cron"), "schedule.cron") if "cron" in spec else None
-        if cron and len(cron.split()) not in _CRON_FIELDS and not cron.startswith("@"):
-            self.problem("schedule.cron", f"{cron!r} is not a cron expression (5 fields, e.g. '0 6 * * *')")
-            cron = None
+        if cron:
+            problem = cron_problem(cron)
+            if problem:
+                self.problem("schedule.cron", f"{cron!r} is not a cron expression ({problem})")
+                cron = None
         timezone = self.string(spec.get("timezone", "UTC"), "schedule.timezone")
-        return Schedule(cron, timezone or "UTC") if cron else None
+        if timezone:
+            try:
+                zoneinfo.ZoneInfo(timezone)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                self.problem("schedule.timezone", f"{timezone!r} is not an IANA time zone (e.g. UTC, Europe/Berlin)")
+                timezone = None
+        return Schedule(cron, timezone) if cron and timezone else None
 
     def kestra(self, raw: Any) -> KestraSettings:
         spec = self.mapping(raw, "kestra", ("retries", "retry_interval", "image", "export"))
@@ -434,29 +384,3 @@ class _Validator:
     def export(self, raw: Any) -> Path | None:
         spec = self.mapping(raw, "export", ("dir",))
         return self.path(spec["dir"], "export.dir") if "dir" in spec else None
-
-
-def _option_value(value: Any) -> bool:
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _option_value(v) for k, v in value.items())
-    return value is None or isinstance(value, str | int | float | bool)
-
-
-def _guess_format(path: str | None) -> str:
-    if path:
-        for fmt, endings in (("parquet", (".parquet",)), ("json", (".json", ".jsonl", ".ndjson"))):
-            if path.endswith(endings):
-                return fmt
-    return "csv"
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    if isinstance(value, bool):
-        return f"a boolean ({value})"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return f"{type(value).__name__} {value!r}"
