@@ -140,7 +140,7 @@ def is_sql_keyword(name: str) -> bool:
 
     with duckdb.connect() as con:
         return bool(con.execute("SELECT count(*) FROM duckdb_keywords() WHERE keyword_name = ? "
-                                "AND keyword_category = 'reserved'", [name]).fetchone()[0])
+                                "AND keyword_category = 'reserved'", [name]).fetchall()[0][0])
 
 
 def kind(value: Any) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import tempfile
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import duckdb
@@ -134,13 +134,14 @@ class CsvBatchReader:
             loaded = scan.counts.get(f.absolute, 0)
             errors = scan.errors.get(f.absolute, {})
             if errors and not self.quarantine:
-                self._fail_on(f, errors, loaded)
+                self._fail_on(f, errors, loaded, columns)
             swallowed = any(e[1] == UNQUOTED for errs in errors.values() for e in errs)
-            if not swallowed and self._balanced(scan.stage, f.absolute, loaded, errors, f.lines):
-                self._record(batch, f, loaded, errors)
+            records = None if swallowed else self._balanced(scan.stage, f.absolute, loaded, errors, f.lines)
+            if records is not None:
+                self._record(batch, replace(f, lines=records), loaded, errors)
                 continue
             if not self.quarantine:
-                self._fail_on(f, errors, loaded)
+                self._fail_on(f, errors, loaded, columns)
             self.con.execute(f"DELETE FROM {scan.stage.table} WHERE __file = ?", [f.absolute])
             self._recover(batch, f, columns)
 
@@ -177,13 +178,13 @@ class CsvBatchReader:
             found[path][int(pos)].append((column, kind, line or "", message or kind))
         return _Scan(Stage(table, columns), counts, found)
 
-    def _balanced(self, stage: Stage, absolute: str, loaded: int, errors: dict, lines: int) -> bool:
-        """Whether rows loaded + records rejected account for every data line of the file."""
+    def _balanced(self, stage: Stage, absolute: str, loaded: int, errors: dict, lines: int) -> int | None:
+        """The file's records if rows loaded + records rejected account for every data line, else None."""
         records = loaded + len(errors)
         if records == lines:
-            return True
+            return records
         if records > lines:
-            return False
+            return None
         # A quoted value may span lines: one record, several lines.
         text = [c for c in stage.columns if self.types[c] == "VARCHAR"]
         inside = 0
@@ -191,9 +192,9 @@ class CsvBatchReader:
             newlines = " + ".join(
                 f"coalesce(length({quote_name(c)}) - length(replace({quote_name(c)}, chr(10), '')), 0)" for c in text)
             inside = self.con.execute(f"SELECT coalesce(sum({newlines}), 0) FROM {stage.table} WHERE __file = ?",
-                                      [absolute]).fetchone()[0]
+                                      [absolute]).fetchall()[0][0]
         inside += sum(errs[0][2].rstrip("\r\n").count("\n") for errs in errors.values())
-        return records + int(inside) == lines
+        return records if records + int(inside) == lines else None
 
     def _record(self, batch: Batch, f: CsvFile, loaded: int, errors: dict, *, offset_line: int = 0,
                 data: bytes | None = None) -> None:
@@ -215,14 +216,22 @@ class CsvBatchReader:
                       "; ".join(dict.fromkeys(m for *_, m in errs)), raw)
 
     # -- bad files -------------------------------------------------------------
-    def _fail_on(self, f: CsvFile, errors: dict, loaded: int) -> None:
+    def _fail_on(self, f: CsvFile, errors: dict, loaded: int, columns: tuple[str, ...]) -> None:
+        if not errors:
+            # Read with other files, DuckDB can drop the rest of a file after an unterminated
+            # quote without a reject; read alone, it names the line.
+            try:
+                alone = self._scan([f.absolute], columns, header=self.source.header)
+                errors = _only(alone.errors)
+            except duckdb.Error as exc:
+                raise _bad_rows(self.source, f"{f.path}: DuckDB cannot parse it: {_first_line(exc)}") from exc
         if errors:
             pos, errs = min(errors.items())
             r = self._reject(f, read_bytes(f.absolute), pos, errs)
             where = f" (column {r.column})" if r.column else ""
             raise _bad_rows(self.source, f"{f.path} line {r.line}{where}: {r.reason}")
         raise _bad_rows(self.source, f"{f.path}: {f.lines:,} data lines but DuckDB read {loaded:,} rows "
-                                     "and rejected none; the file was not loaded")
+                                     "and rejected none")
 
     def _whole_file(self, batch: Batch, f: CsvFile, problem: str, *, first_line: int | None = None) -> None:
         if not self.quarantine:
@@ -250,7 +259,11 @@ class CsvBatchReader:
             unquoted = [pos for pos, errs in errors.items() if any(e[1] == UNQUOTED for e in errs)]
             if not unquoted:
                 loaded = sum(scan.counts.values())
-                if self._balanced(scan.stage, next(iter(scan.counts), ""), loaded, errors, count_lines_in(piece)):
+                records = self._balanced(scan.stage, next(iter(scan.counts), ""), loaded, errors,
+                                         count_lines_in(piece))
+                if records is not None:
+                    lines_in_piece = count_lines_in(piece)
+                    f = replace(f, lines=f.lines - (lines_in_piece - records))
                     self._keep(batch, f, scan, first_line, piece)
                 else:
                     self._whole_file(batch, f, "lines DuckDB read only in part", first_line=first_line)

@@ -284,7 +284,7 @@ def _write_rejects(lake: Lakehouse, table: str, rejects: list[Reject], files: li
             return
         placeholders = ", ".join("?" for _ in files)
         earlier = lake.con.execute(f"SELECT count(*) FROM {table} WHERE _source_file IN ({placeholders})",
-                                   files).fetchone()[0]
+                                   files).fetchall()[0][0]
         if earlier:
             kept = ", ".join(literal(f) for f in files)
             lake.con.execute("DROP TABLE IF EXISTS __ingest_rejects_kept")
