@@ -70,13 +70,7 @@ def report_read(table: str, *, run_id: str, how: str, version: int | None = None
 
 def report_ingest(entry: dict[str, Any]) -> None:
     """Record one source's ingestion (``"kind": "ingest"``, per-file rows loaded and rejected) in the write log."""
-    log = os.environ.get(WRITE_LOG_ENV)
-    if log:
-        path = Path(log)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        line = {**entry, "at": datetime.now(UTC).isoformat(timespec="seconds")}
-        with path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(line, sort_keys=True) + "\n")
+    log_line({**entry, "at": datetime.now(UTC).isoformat(timespec="seconds")})
 
 
 def kestra_line(result: Any) -> str:
