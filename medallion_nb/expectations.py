@@ -31,14 +31,13 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
+from medallion_nb.checkspec import ACTIONS, columns_named, expect_problems
 from medallion_nb.errors import ExpectationError, LakeError, QualityError
 from medallion_nb.lock import commit_guard
 from medallion_nb.quality import (
-    ACTIONS,
     REASON_COLUMN,
     CheckResult,
     QualityReport,
-    check_problems,
     evaluate,
     row_conditions,
     unique_keys,
@@ -86,16 +85,14 @@ def parse_expect(expect: Any, name: str, columns: Sequence[str]) -> dict[str, Ma
         QualityError: an unknown action or check, a bad shape, an unknown column, or a
             ``row_count`` asked to quarantine rows.
     """
-    if not isinstance(expect, Mapping) or not expect:
+    problems = expect_problems(expect)
+    if problems and (not isinstance(expect, Mapping) or not expect):
         raise QualityError(f"write to {name}: expect must map actions ({', '.join(ACTIONS)}) to checks, "
                            f"got {expect!r}")
-    problems = [f"unknown action {action!r} (known: {', '.join(ACTIONS)})" for action in expect
-                if action not in ACTIONS]
     for action, checks in expect.items():
-        if action in ACTIONS:
-            problems += [f"{action}: {p}" for p in check_problems(checks, columns)]
-    if isinstance(expect.get("quarantine"), Mapping) and "row_count" in expect["quarantine"]:
-        problems.append("quarantine: row_count is about the whole table, not a row; use it under fail or warn")
+        if action in ACTIONS and isinstance(checks, Mapping):
+            problems += [f"{action}: {kind}: no column {col!r} (columns: {', '.join(columns)})"
+                         for kind, col in columns_named(checks) if col not in columns]
     if problems:
         raise QualityError(f"expectations for {name} are invalid:\n" + "\n".join(f"  - {p}" for p in problems))
     return {action: expect[action] for action in ACTIONS if action in expect}
@@ -179,8 +176,9 @@ def write_expected(lake: Lakehouse, name: str, rel: duckdb.DuckDBPyRelation, exp
             if bad_name and bad is not None:
                 bad_mode = "replace" if mode == "replace" else "append"
                 if bad_mode == "replace" or report.quarantined or not lake.exists(bad_name):
-                    bad_result = lake.write(bad_name, bad, mode=bad_mode)
-            result = lake.write(name, good, mode=mode, key=key or None, metadata=metadata)
+                    bad_result = lake._write_rows(bad_name, lake._storable(bad, bad_name), mode=bad_mode, keys=(),
+                                                  metadata=None)
+            result = lake._write_rows(name, good, mode=mode, keys=tuple(key), metadata=metadata)
         report_expectations(report, run_id=lake.run_id, committed=True)
     finally:
         lake.con.execute(f"DROP TABLE IF EXISTS {temp}")

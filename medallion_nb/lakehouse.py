@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pyarrow as pa
 
+from medallion_nb.checkspec import merge_expect
 from medallion_nb.errors import LakeError
 from medallion_nb.lock import commit_guard
 from medallion_nb.project import Project, duckdb_settings, load_project
@@ -351,12 +352,18 @@ class Lakehouse:
             raise LakeError(f"write to {name}: mode {mode!r} is not one of {', '.join(WRITE_MODES)}")
         keys = (key,) if isinstance(key, str) else tuple(key or ())
         rel = self._storable(self.relation(data), name)
-        if expect is not None:
+        declared = self.project.expectations.get(name)
+        if expect is not None or declared:
             from medallion_nb.expectations import write_expected
 
             self._check_writable(f"write to {name}")
-            return write_expected(self, name, rel, expect, mode=mode, key=keys, metadata=metadata,
-                                  quarantine=quarantine)
+            return write_expected(self, name, rel, merge_expect(declared, expect) if declared else expect,
+                                  mode=mode, key=keys, metadata=metadata, quarantine=quarantine)
+        return self._write_rows(name, rel, mode=mode, keys=keys, metadata=metadata)
+
+    def _write_rows(self, name: str, rel: duckdb.DuckDBPyRelation, *, mode: str, keys: tuple[str, ...],
+                    metadata: Mapping[str, str] | None) -> WriteResult:
+        """Commit storable rows as they are (expectations, if any, were checked by the caller)."""
         staged = None
         try:
             if mode == "merge":

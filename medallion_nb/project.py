@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from medallion_nb.checkspec import expect_problems
 from medallion_nb.errors import ProjectError
 from medallion_nb.sources import Source, SourceChecks
 from medallion_nb.validation import UniqueKeyLoader, cron_problem, is_sql_keyword, kind
@@ -104,6 +105,8 @@ class Project:
     export_dir: Path | None = None
     description: str = ""
     duckdb: DuckDBSettings = field(default_factory=DuckDBSettings)
+    # Expectations declared per table ("silver.orders" -> {action: checks}), applied to every write of it.
+    expectations: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def config_path(self) -> Path:
@@ -214,7 +217,7 @@ class _Validator(SourceChecks):
             raw,
             "",
             ("name", "description", "namespace", "lake", "runs", "layers", "parameters", "sources",
-             "schedule", "kestra", "export", "duckdb"),
+             "schedule", "kestra", "export", "duckdb", "expectations"),
             ("name", "layers"),
         ) if raw is not None else self._empty()
         name = None
@@ -233,6 +236,7 @@ class _Validator(SourceChecks):
         kestra = self.kestra(top.get("kestra", {}))
         export_dir = self.export(top.get("export", {}))
         duckdb_settings = self.duckdb(top.get("duckdb", {}))
+        expectations = self.expectations(top.get("expectations", {}), layers)
         description = top.get("description", "")
         if not isinstance(description, str):
             self.problem("description", f"expected a string, got {kind(description)}")
@@ -244,6 +248,7 @@ class _Validator(SourceChecks):
             root=self.root, name=name or "", namespace=namespace or "", lake=lake, runs=runs,
             layers=layers, parameters=parameters, sources=sources, schedule=schedule,
             kestra=kestra, export_dir=export_dir, description=description, duckdb=duckdb_settings,
+            expectations=expectations,
         )
 
     def _empty(self) -> dict:
@@ -384,3 +389,18 @@ class _Validator(SourceChecks):
     def export(self, raw: Any) -> Path | None:
         spec = self.mapping(raw, "export", ("dir",))
         return self.path(spec["dir"], "export.dir") if "dir" in spec else None
+
+    def expectations(self, raw: Any, layers: tuple[Layer, ...]) -> Mapping[str, Mapping[str, Any]]:
+        if not isinstance(raw, dict):
+            self.problem("expectations", f"expected a mapping of <layer>.<table> to expectations, got {kind(raw)}")
+            return {}
+        known = [layer.name for layer in layers]
+        for table, expect in raw.items():
+            key = f"expectations.{table}"
+            if not isinstance(table, str) or not _TABLE.match(table):
+                self.problem(key, "expected a table name <layer>.<table>")
+            elif known and table.partition(".")[0] not in known:
+                self.problem(key, f"no layer {table.partition('.')[0]!r} (layers are: {', '.join(known)})")
+            for problem in expect_problems(expect):
+                self.problem(key, problem)
+        return {str(table): expect for table, expect in raw.items()}

@@ -27,14 +27,13 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
+from medallion_nb.checkspec import ACTIONS, columns_named, shape_problems
 from medallion_nb.errors import QualityError
 from medallion_nb.sql import literal, quote_name
 
 if TYPE_CHECKING:
     from medallion_nb.lakehouse import Lakehouse
 
-CHECK_KINDS = ("not_null", "unique", "accepted_values", "range", "row_count", "sql")
-ACTIONS = ("fail", "warn", "quarantine")
 REASON_COLUMN = "_quarantine_reason"
 EXAMPLES = 3  # failing examples shown per check
 _OUTCOME = {"fail": "FAILED", "warn": "WARNING", "quarantine": "QUARANTINED"}
@@ -147,48 +146,11 @@ class QualityReport:
 
 def check_problems(checks: Any, columns: Sequence[str]) -> list[str]:
     """Everything wrong with a checks mapping (unknown kinds, bad shapes, unknown columns), at once."""
-    if not isinstance(checks, Mapping):
-        return [f"checks must be a mapping of check kind to its arguments, got {type(checks).__name__}"]
-    problems = [f"unknown check {kind!r} (known: {', '.join(CHECK_KINDS)})" for kind in checks
-                if kind not in CHECK_KINDS]
-    named: list[tuple[str, Any]] = []
-    for kind in ("not_null", "unique"):
-        items = checks.get(kind, [])
-        if isinstance(items, str) or not isinstance(items, Sequence):
-            problems.append(f"{kind}: expected a list of column names, got {items!r}")
-            continue
-        for item in items:
-            cols = item if kind == "unique" and isinstance(item, list | tuple) else [item]
-            named.extend((kind, col) for col in cols)
-    for kind in ("accepted_values", "range", "sql"):
-        if not isinstance(checks.get(kind, {}), Mapping):
-            problems.append(f"{kind}: expected a mapping, got {checks[kind]!r}")
-    for col, values in _mapping(checks, "accepted_values").items():
-        named.append(("accepted_values", col))
-        if isinstance(values, str) or not isinstance(values, Sequence) or not values:
-            problems.append(f"accepted_values: {col}: expected a non-empty list of values, got {values!r}")
-    for col, bounds in _mapping(checks, "range").items():
-        named.append(("range", col))
-        problems += _bounds_problems(f"range: {col}", bounds)
-    if "row_count" in checks:
-        problems += _bounds_problems("row_count", checks["row_count"])
-    for label, expr in _mapping(checks, "sql").items():
-        if not isinstance(expr, str) or not expr.strip():
-            problems.append(f"sql: {label}: expected SQL that is true for a good row, got {expr!r}")
-    problems += [f"{kind}: no column {col!r} (columns: {', '.join(columns)})"
-                 for kind, col in named if col not in columns]
+    problems = shape_problems(checks)
+    if isinstance(checks, Mapping):
+        problems += [f"{kind}: no column {col!r} (columns: {', '.join(columns)})"
+                     for kind, col in columns_named(checks) if col not in columns]
     return problems
-
-
-def _mapping(checks: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
-    value = checks.get(kind, {})
-    return value if isinstance(value, Mapping) else {}
-
-
-def _bounds_problems(where: str, bounds: Any) -> list[str]:
-    if not isinstance(bounds, Mapping) or not bounds or set(bounds) - {"min", "max"}:
-        return [f"{where}: expected {{min: ..., max: ...}} (either or both), got {bounds!r}"]
-    return []
 
 
 def row_conditions(checks: Mapping[str, Any]) -> list[tuple[str, str, str]]:

@@ -9,6 +9,7 @@ import pytest
 
 import medallion_nb as mnb
 from medallion_nb import ExpectationError, QualityError
+from medallion_nb.expectations import CheckedWrite
 from medallion_nb.reporting import WRITE_LOG_ENV, read_write_log
 from medallion_nb.snapshots import publish, published
 from tests.conftest import write_project
@@ -124,9 +125,9 @@ def test_malformed_expectations_are_refused_before_anything_is_written(lake):
     assert str(info.value).splitlines() == [
         "expectations for silver.orders are invalid:",
         "  - unknown action 'fial' (known: fail, warn, quarantine)",
-        "  - quarantine: not_null: no column 'qyt' (columns: id, status, qty, channel)",
         "  - warn: sql: empty: expected SQL that is true for a good row, got ''",
         "  - quarantine: row_count is about the whole table, not a row; use it under fail or warn",
+        "  - quarantine: not_null: no column 'qyt' (columns: id, status, qty, channel)",
     ]
     with pytest.raises(QualityError, match="expect must map actions"):
         lake.write("silver.orders", ORDERS, expect={})
@@ -172,3 +173,40 @@ def test_the_handle_lists_every_check_it_ran(lake):
         ["silver.orders", "warn", "not_null", "WARNING", 1, "id=2"],
         ["silver.orders", "fail", "range", "FAILED", 1, "-1"],
     ]
+
+
+DECLARED = """
+name: p
+layers: [{name: silver, notebook: nb.ipynb}]
+expectations:
+  silver.orders:
+    fail: {not_null: [qty]}
+    quarantine: {accepted_values: {channel: [web, app, store]}}
+"""
+
+
+def test_expectations_declared_in_the_project_apply_to_every_write(tmp_path: Path):
+    root = write_project(tmp_path / "p", DECLARED, {"nb.ipynb": "{}"})
+    with mnb.connect(root) as lake:
+        with pytest.raises(ExpectationError, match="not_null qty"):
+            lake.write("silver.orders", ORDERS)
+        assert not lake.exists("silver.orders")
+        # A write's own expectations add to the declared ones.
+        result = lake.write("silver.orders", ORDERS.replace("NULL", "7"),
+                            expect={"warn": {"range": {"qty": {"min": 1}}}})
+        assert sorted(r.rule for r in result.report.results) == ["accepted_values channel", "not_null qty",
+                                                                 "range qty"]
+        assert lake.sql("SELECT id FROM silver.orders_quarantine").fetchall() == [(4,)]
+        assert not isinstance(lake.write("silver.other", ORDERS), CheckedWrite)  # other tables: as they are
+
+
+def test_declared_expectations_are_validated_with_the_project(tmp_path: Path):
+    bad = DECLARED.replace("silver.orders:", "gold.orders:").replace("not_null: [qty]", "not_nul: [qty]") + \
+        "  orders: {warn: {row_count: {min: 1}}}\n"
+    root = write_project(tmp_path / "p", bad, {"nb.ipynb": "{}"})
+    with pytest.raises(mnb.ProjectError) as info:
+        mnb.load_project(root)
+    text = str(info.value)
+    assert "expectations.gold.orders: no layer 'gold' (layers are: silver)" in text
+    assert "expectations.gold.orders: fail: unknown check 'not_nul'" in text
+    assert "expectations.orders: expected a table name <layer>.<table>" in text
