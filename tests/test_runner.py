@@ -336,12 +336,13 @@ layers:
 """
 
 
-def two_silvers(root, *, right_cells=None):
+def two_silvers(root, *, left_wait=None, right_cells=None):
     """bronze -> silver.left, silver.right (independent) -> gold.from_left, gold.from_right."""
     sleep = "import time\ntime.sleep(1)"
     return write_project(root, TWO_SILVERS, {
         "notebooks/bronze.ipynb": notebook_text(CONNECT, 'lake.write("bronze.n", "select range as n from range(10)")'),
-        "notebooks/left.ipynb": notebook_text(CONNECT, sleep, 'lake.write("silver.left", "select * from bronze.n")'),
+        "notebooks/left.ipynb": notebook_text(CONNECT, left_wait or sleep,
+                                              'lake.write("silver.left", "select * from bronze.n")'),
         "notebooks/right.ipynb": notebook_text(*(right_cells or (
             CONNECT, sleep, 'lake.write("silver.right", "select n * 2 as n from bronze.n")'))),
         "notebooks/from_left.ipynb": notebook_text(CONNECT, 'lake.write("gold.l", "select sum(n) s from silver.left")'),
@@ -352,9 +353,11 @@ def two_silvers(root, *, right_cells=None):
 
 @pytest.mark.notebook
 def test_independent_notebooks_run_concurrently_and_a_failure_skips_only_its_dependents(tmp_path):
-    failing = (CONNECT, "import time\ntime.sleep(1)", "raise ValueError('bad right')",
+    # The silver notebooks wait for each other (no clock compared): run one after the other, left would fail.
+    failing = (CONNECT, wait_for_each_other(tmp_path, "right", "left"), "raise ValueError('bad right')",
                'lake.write("silver.right", "select 1 as n")')
-    project = load_project(two_silvers(tmp_path / "two", right_cells=failing))
+    project = load_project(two_silvers(tmp_path / "two", left_wait=wait_for_each_other(tmp_path, "left", "right"),
+                                       right_cells=failing))
     with pytest.raises(NotebookRunError, match=r"layer 'silver' failed: notebooks/right.ipynb, cell 4"):
         run_pipeline(project, run_id="t1")
     record = load_record(project.runs / "t1")
