@@ -144,7 +144,7 @@ def audit(good: duckdb.DuckDBPyRelation, bad: duckdb.DuckDBPyRelation | None, gr
 
 def write_expected(lake: Lakehouse, name: str, rel: duckdb.DuckDBPyRelation, expect: Any, *, mode: str,
                    key: Sequence[str], metadata: Mapping[str, str] | None, quarantine: str | None,
-                   report_key: Sequence[str] = ()) -> CheckedWrite:
+                   report_key: Sequence[str] = (), options: Mapping[str, Any] | None = None) -> CheckedWrite:
     """Stage ``rel``, audit it against ``expect``, then commit it (and its quarantine) or nothing.
 
     Raises:
@@ -178,7 +178,7 @@ def write_expected(lake: Lakehouse, name: str, rel: duckdb.DuckDBPyRelation, exp
                 if bad_mode == "replace" or report.quarantined or not lake.exists(bad_name):
                     bad_result = lake._write_rows(bad_name, lake._storable(bad, bad_name), mode=bad_mode, keys=(),
                                                   metadata=None)
-            result = lake._write_rows(name, good, mode=mode, keys=tuple(key), metadata=metadata)
+            result = lake._write_rows(name, good, mode=mode, keys=tuple(key), metadata=metadata, **(options or {}))
         report_expectations(report, run_id=lake.run_id, committed=True)
     finally:
         lake.con.execute(f"DROP TABLE IF EXISTS {temp}")

@@ -4,40 +4,37 @@
 ``<lake>/<layer>/<table>`` is exposed as the view ``<layer>.<table>`` over the
 Parquet files of its current version, so DuckDB reads it natively, in
 parallel, with projection and filter push-down. Reads are lazy relations;
-writes stream Arrow record batches from DuckDB into one atomic Delta commit.
+writes are in :mod:`medallion_nb.writing` (DuckDB writes the new rows as Parquet,
+one Delta commit publishes them).
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
 
-from medallion_nb.checkspec import merge_expect
+from medallion_nb.engine import open_duckdb
 from medallion_nb.errors import LakeError
 from medallion_nb.lock import commit_guard
-from medallion_nb.project import Project, duckdb_settings, load_project
-from medallion_nb.reporting import recording, report_read, report_write
+from medallion_nb.project import Project, load_project
+from medallion_nb.reporting import recording, report_read
 from medallion_nb.snapshots import Manifest, resolve, table_snapshot
-from medallion_nb.sql import IDENT, literal, quote_ident, quote_name, storable_columns
-from medallion_nb.storage import METADATA_PREFIX, WRITE_MODES, Snapshot, TableStore, WriteResult
+from medallion_nb.sql import IDENT, quote_ident
+from medallion_nb.storage import Snapshot, TableStore, WriteResult, readable, scan_sql
+from medallion_nb.writing import WritePath
 
 if TYPE_CHECKING:
     from medallion_nb.lineage import Lineage
 
-# Rows per Arrow batch streamed from DuckDB to the Delta writer: DuckDB's row-group size.
-# Bigger batches are no faster and hold more memory while two are in flight.
-BATCH_ROWS = 122_880
 _RESERVED_SCHEMAS = {"main", "temp", "information_schema", "pg_catalog"}
 
 
-class Lakehouse:
+class Lakehouse(WritePath):
     """A project's lake, queryable with SQL as ``bronze.x``, ``silver.y``, ``gold.z``.
 
     Create it with :func:`connect`. Use it as a context manager or call
@@ -65,22 +62,10 @@ class Lakehouse:
         self.snapshot = snapshot
         self.manifest: Manifest | None = None
         self.snapshot_note: str | None = None
-        # One spill folder per process: parallel notebooks must not share DuckDB's temp files.
-        spill = Path(tempfile.gettempdir()) / "medallion_nb_spill" / str(os.getpid())
-        # DuckDB creates the last folder only: without the parent, work larger
-        # than the memory limit fails ("Failed to create directory") instead of spilling.
-        spill.parent.mkdir(parents=True, exist_ok=True)
-        config: dict[str, Any] = {"temp_directory": str(spill)}
-        # An explicit argument wins, then the environment, then medallion.yaml's duckdb: section.
-        settings = duckdb_settings(project, memory_limit, threads)
-        if settings.memory_limit:
-            config["memory_limit"] = settings.memory_limit
-        if settings.threads:
-            config["threads"] = settings.threads
-        try:
-            self.con = duckdb.connect(config=config)
-        except duckdb.Error as exc:
-            raise LakeError(f"cannot start DuckDB with {config}: {exc}") from exc
+        self._snapshots: dict[tuple[str, str], Snapshot] = {}  # what each view reads
+        # What this handle's notebook consumed with changes(); recorded with every write.
+        self._consumed: dict[str, Any] = {}
+        self.con = open_duckdb(project, memory_limit, threads)
         for layer in self.layers:
             if layer in _RESERVED_SCHEMAS:
                 raise LakeError(f"layer name {layer!r} is reserved by DuckDB; rename the layer in medallion.yaml")
@@ -152,21 +137,12 @@ class Lakehouse:
     def _register(self, layer: str, table: str, snap: Snapshot) -> None:
         try:
             self.con.execute(f"CREATE OR REPLACE VIEW {self._view(layer, table)} AS "
-                             f"{self._scan_sql(snap, layer, table)}")
+                             f"{scan_sql(self.con, snap.files, snap.schema, snap.partition_by)}")
         except duckdb.Error as exc:
             raise LakeError(f"table {layer}.{table} (version {snap.version}) cannot be read: {exc}",
                             hint="a data file its Delta log references is missing or damaged; restore it, "
                                  "or rebuild the table (run its layer with full_refresh=true)") from exc
-
-    def _scan_sql(self, snap: Snapshot, layer: str, table: str, suffix: str = "") -> str:
-        columns = ", ".join(quote_name(c) for c in snap.schema.names)
-        if snap.files:
-            files = ", ".join(literal(f.removeprefix("file://")) for f in snap.files)
-            return f"SELECT {columns} FROM read_parquet([{files}], union_by_name = true)"
-        # An empty table still has a schema: scan an empty Arrow table of it.
-        empty = f"__empty_{layer}_{table}{suffix}"
-        self.con.register(empty, snap.schema.empty_table())
-        return f"SELECT {columns} FROM {empty}"
+        self._snapshots[(layer, table)] = snap
 
     def sql(self, query: str, params: Sequence[Any] | dict[str, Any] | None = None) -> duckdb.DuckDBPyRelation | None:
         """Run SQL against the lake; a query returns a lazy relation.
@@ -212,9 +188,13 @@ class Lakehouse:
         if recording():
             self._read(name, "table")
         if version is None:
+            known = self._snapshots.get((layer, table))
+            if self.manifest is None and (known is None or any(not os.path.exists(f) for f in known.files)):
+                # Written, or vacuumed, by another process since this handle read the log.
+                self._register(layer, table, readable(name, self.store.snapshot(layer, table)))
             return self.con.table(f"{layer}.{table}")
-        snap = self.store.snapshot(layer, table, version)
-        return self.con.sql(self._scan_sql(snap, layer, table, suffix=f"_v{version}"))
+        snap = readable(name, self.store.snapshot(layer, table, version))
+        return self.con.sql(scan_sql(self.con, snap.files, snap.schema, snap.partition_by))
 
     def exists(self, name: str) -> bool:
         """Whether ``<layer>.<table>`` has been written."""
@@ -239,26 +219,6 @@ class Lakehouse:
         """The versions of a table, newest first, with the run that wrote each."""
         layer, table = self._split(name)
         return self.store.history(layer, table, limit)
-
-    def vacuum(self, name: str | None = None, *, retain_hours: int = 168,
-               dry_run: bool = False) -> dict[str, list[str]]:
-        """Delete data files that only versions older than ``retain_hours`` need.
-
-        Every ``replace`` keeps the previous version's files for time travel; this
-        reclaims them. Applies to one table or, by default, every table; returns
-        the removed (or, with ``dry_run``, removable) files per table.
-
-        Raises:
-            LakeError: an unknown table or a negative retention.
-        """
-        if retain_hours < 0:
-            raise LakeError(f"vacuum: retain_hours must be >= 0, got {retain_hours}")
-        names = [name] if name else self.tables()
-        removed = {}
-        for table_name in names:
-            layer, table = self._split(table_name)
-            removed[table_name] = self.store.vacuum(layer, table, retain_hours, dry_run=dry_run)
-        return removed
 
     def info(self, name: str) -> dict[str, Any]:
         """Schema, row count, version and last writer (run id, and time as a UTC datetime) of a table."""
@@ -292,156 +252,6 @@ class Lakehouse:
         if self.snapshot is not None:
             raise LakeError(f"{what}: this handle reads the snapshot {self.snapshot!r} and cannot write",
                             hint="connect without snapshot= to write")
-
-    # -- writing ---------------------------------------------------------
-    def relation(self, data: Any) -> duckdb.DuckDBPyRelation:
-        """Turn SQL text, a relation, a DataFrame or Arrow data into a relation."""
-        if isinstance(data, duckdb.DuckDBPyRelation):
-            return data
-        try:
-            if isinstance(data, str):
-                rel = self.con.sql(data)
-                self._read_sql(data)
-                if rel is None:
-                    raise LakeError(f"write expects a query that returns rows, got: {data[:80]!r}")
-                return rel
-            if isinstance(data, pa.Table | pa.RecordBatchReader | pa.RecordBatch):
-                return self.con.from_arrow(data)
-            if hasattr(data, "to_numpy") and hasattr(data, "columns"):
-                return self.con.from_df(data)
-        except duckdb.Error as exc:
-            raise LakeError(f"query failed: {exc}") from exc
-        raise LakeError(f"cannot write a {type(data).__name__}; pass a DuckDB relation, SQL text, "
-                        "a pandas DataFrame or an Arrow table")
-
-    def write(
-        self,
-        name: str,
-        data: Any,
-        *,
-        mode: str = "replace",
-        key: str | Sequence[str] | None = None,
-        metadata: Mapping[str, str] | None = None,
-        expect: Mapping[str, Mapping[str, Any]] | None = None,
-        quarantine: str | None = None,
-    ) -> WriteResult:
-        """Write rows to ``<layer>.<table>`` in one atomic commit.
-
-        Args:
-            name: target table, e.g. ``"silver.orders"``.
-            data: a DuckDB relation, SQL text, a pandas DataFrame or Arrow data.
-            mode: ``replace`` (new content), ``append`` (add rows) or ``merge``
-                (update rows whose key matches, insert the rest).
-            key: the column(s) identifying a row; required for ``merge``.
-            metadata: extra key/values stored in the Delta commit.
-            expect: checks by action (``fail`` / ``quarantine`` / ``warn``) evaluated on
-                the rows before they are committed; see :mod:`medallion_nb.expectations`.
-            quarantine: where ``quarantine`` sends failing rows (default ``<name>_quarantine``).
-
-        Returns:
-            What was written: rows, table version and the table's new row count
-            (with ``expect``: also the quality ``report`` and the ``quarantine`` write).
-
-        Raises:
-            LakeError: bad name, mode or key, a failing query, or a failed commit;
-                the table is unchanged.
-            ExpectationError: a ``fail`` expectation failed; nothing was committed.
-        """
-        self._check_case(*self._split(name))
-        if mode not in WRITE_MODES:
-            raise LakeError(f"write to {name}: mode {mode!r} is not one of {', '.join(WRITE_MODES)}")
-        keys = (key,) if isinstance(key, str) else tuple(key or ())
-        rel = self._storable(self.relation(data), name)
-        declared = self.project.expectations.get(name)
-        if expect is not None or declared:
-            from medallion_nb.expectations import write_expected
-
-            self._check_writable(f"write to {name}")
-            return write_expected(self, name, rel, merge_expect(declared, expect) if declared else expect,
-                                  mode=mode, key=keys, metadata=metadata, quarantine=quarantine)
-        return self._write_rows(name, rel, mode=mode, keys=keys, metadata=metadata)
-
-    def _write_rows(self, name: str, rel: duckdb.DuckDBPyRelation, *, mode: str, keys: tuple[str, ...],
-                    metadata: Mapping[str, str] | None) -> WriteResult:
-        """Commit storable rows as they are (expectations, if any, were checked by the caller)."""
-        staged = None
-        try:
-            if mode == "merge":
-                staged = self._stage_merge_source(rel, name, keys)
-                rel = self.con.table(staged)
-            return self._commit(name, rel.to_arrow_reader(BATCH_ROWS), mode=mode, key=keys, metadata=metadata)
-        except duckdb.Error as exc:
-            raise LakeError(f"write to {name} ({mode}) failed; the table is unchanged: {exc}") from exc
-        finally:
-            if staged:
-                self.con.execute(f"DROP TABLE IF EXISTS {staged}")
-
-    def _commit(
-        self,
-        name: str,
-        reader: pa.RecordBatchReader,
-        *,
-        mode: str = "replace",
-        key: str | Sequence[str] | None = None,
-        metadata: Mapping[str, str] | None = None,
-    ) -> WriteResult:
-        """Commit an Arrow stream to ``<layer>.<table>`` as it comes (no casts, no key checks).
-
-        Raises:
-            LakeError: the commit failed; the table is unchanged.
-        """
-        layer, table = self._split(name)
-        self._check_writable(f"write to {name}")
-        keys = (key,) if isinstance(key, str) else tuple(key or ())
-        commit = {**(metadata or {}), METADATA_PREFIX + "run_id": self.run_id}
-        if self.notebook:
-            commit[METADATA_PREFIX + "notebook"] = self.notebook
-        with commit_guard(self):
-            result = self.store.write(layer, table, reader, mode=mode, keys=keys, metadata=commit)
-        self._register(layer, table, result.snapshot or self.store.snapshot(layer, table))
-        self.writes.append(result)
-        report_write(result, run_id=self.run_id)
-        return result
-
-    def _storable(self, rel: duckdb.DuckDBPyRelation, name: str) -> duckdb.DuckDBPyRelation:
-        """Cast columns whose DuckDB type Delta cannot store to the nearest type it can."""
-        exprs = storable_columns(rel, name)
-        return rel.project(", ".join(exprs)) if exprs else rel
-
-
-
-    def _stage_merge_source(self, rel: duckdb.DuckDBPyRelation, name: str, keys: tuple[str, ...]) -> str:
-        """Materialise the new rows of a merge and check their keys; returns the temp table."""
-        if not keys:
-            raise LakeError(f"write to {name}: mode merge needs key=... (the columns that identify a row)")
-        missing = [k for k in keys if k not in rel.columns]
-        if missing:
-            raise LakeError(f"write to {name}: merge key {', '.join(missing)} is not a column of the new rows "
-                            f"(columns: {', '.join(rel.columns)})")
-        # Materialise once: the checks and the write must see the same rows.
-        temp = f"__merge_source_{len(self.writes)}"
-        self.con.execute(f"DROP TABLE IF EXISTS {temp}")
-        rel.create(temp)
-        try:
-            self._check_keys(temp, name, keys)
-        except LakeError:
-            self.con.execute(f"DROP TABLE IF EXISTS {temp}")
-            raise
-        return temp
-
-    def _check_keys(self, temp: str, name: str, keys: tuple[str, ...]) -> None:
-        cols = ", ".join(quote_ident(k) for k in keys)
-        nulls = " OR ".join(f"{quote_ident(k)} IS NULL" for k in keys)
-        bad = self.con.execute(f"SELECT count(*) FROM {temp} WHERE {nulls}").fetchall()[0][0]
-        if bad:
-            raise LakeError(f"write to {name}: {bad} new row(s) have a null merge key ({', '.join(keys)})")
-        dupes = self.con.sql(
-            f"SELECT {cols}, count(*) AS n FROM {temp} GROUP BY ALL HAVING count(*) > 1 ORDER BY n DESC LIMIT 3"
-        ).fetchall()
-        if dupes:
-            sample = "; ".join(str(row[:-1] if len(row) > 2 else row[0]) for row in dupes)
-            raise LakeError(f"write to {name}: merge key ({', '.join(keys)}) is not unique in the new rows "
-                            f"(e.g. {sample})", hint="deduplicate the rows first, e.g. with QUALIFY row_number()")
 
     # -- the other jobs, delegated ---------------------------------------
     def ingest(self, source: str | None = None, *, run_date: str | None = None,
@@ -511,23 +321,6 @@ class Lakehouse:
         rel = self.table(data) if isinstance(data, str) and "." in data and " " not in data.strip() \
             else self.relation(data)
         return latest(rel, (key,) if isinstance(key, str) else tuple(key), order_by)
-
-    def write_split(self, data: Any, rules: Mapping[str, str], *, good: str, bad: str,
-                    good_columns: str = "*", bad_columns: str = "*", mode: str = "replace") -> Any:
-        """Write the rows that break no rule to ``good`` and the others, with reasons, to ``bad``.
-
-        Each rule is SQL that is true for a row to quarantine; ``bad_columns``
-        can name ``_quarantine_reason``. One pass over ``data``: nothing is
-        staged, so it costs about what writing ``good`` alone costs (unlike
-        :meth:`split`); see :func:`medallion_nb.quarantine.write_split`.
-
-        Raises:
-            LakeError: a bad table name, mode or projection, or a failed write.
-        """
-        from medallion_nb.quarantine import write_split
-
-        return write_split(self, self.relation(data), rules, good=good, bad=bad, good_columns=good_columns,
-                           bad_columns=bad_columns, mode=mode)
 
     def quality(self) -> Any:
         """Every check run through this handle (expectations on writes, ``check``), one row per check.

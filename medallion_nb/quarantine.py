@@ -4,16 +4,16 @@
 can be looked at and written; on a big fact that table is the whole input, in
 memory. :func:`write_split` streams instead: DuckDB computes the tagged rows
 once, each Arrow batch is divided in two, the passing rows (projected) stream
-straight into their Delta commit and the quarantined rows — normally few — are
-kept and committed to their table afterwards. The input is computed once and
-never staged, so the good and the bad side always come from the same rows.
+straight into DuckDB's Parquet writer for their table and the quarantined rows —
+normally few — are kept and staged afterwards; then each side is committed. The
+input is computed once, so the good and the bad side always come from the same rows.
 """
 
 from __future__ import annotations
 
 import html
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -22,15 +22,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from medallion_nb.errors import LakeError
-from medallion_nb.lakehouse import BATCH_ROWS
 from medallion_nb.quality import REASON_COLUMN, split
-from medallion_nb.sql import storable_columns
-from medallion_nb.storage import WriteResult
+from medallion_nb.sql import quote_name, storable_columns
+from medallion_nb.storage import Staged, WriteResult, stage
+from medallion_nb.storage.stage import BATCH_ROWS
 
 if TYPE_CHECKING:
     from medallion_nb.lakehouse import Lakehouse
 
-SPLIT_MODES = ("replace", "append")
+SPLIT_MODES = ("replace", "append", "merge")
 _BATCH = "__split_batch"
 
 
@@ -59,7 +59,8 @@ class SplitResult:
 
 
 def write_split(lake: Lakehouse, rel: duckdb.DuckDBPyRelation, rules: Mapping[str, str], *, good: str, bad: str,
-                good_columns: str = "*", bad_columns: str = "*", mode: str = "replace") -> SplitResult:
+                good_columns: str = "*", bad_columns: str = "*", mode: str = "replace",
+                key: str | Sequence[str] | None = None) -> SplitResult:
     """Write the rows of ``rel`` that break no rule to ``good``, the others to ``bad``.
 
     Each rule is SQL that is true for a row that must be quarantined (as in
@@ -67,12 +68,19 @@ def write_split(lake: Lakehouse, rel: duckdb.DuckDBPyRelation, rules: Mapping[st
     are the select lists written to each table; ``bad_columns`` can name
     ``_quarantine_reason`` (the rules a row broke, "; "-separated).
 
+    With ``mode="merge"`` both tables are merged by ``key``, and a key that lands on
+    one side is deleted from the other: a row re-delivered with a fix leaves the
+    quarantine, a row that went bad leaves the good table, and neither keeps a stale copy.
+
     Raises:
-        LakeError: a bad table name or mode, a projection DuckDB rejects, or a
+        LakeError: a bad table name, mode or key, a projection DuckDB rejects, or a
             failed write (a table whose commit failed is unchanged).
     """
     if mode not in SPLIT_MODES:
         raise LakeError(f"write_split to {good} and {bad}: mode {mode!r} is not one of {', '.join(SPLIT_MODES)}")
+    keys = (key,) if isinstance(key, str) else tuple(key or ())
+    if mode == "merge" and not keys:
+        raise LakeError(f"write_split to {good} and {bad}: mode merge needs key=... (the columns that identify a row)")
     for name in (good, bad):
         lake._split(name)
     # Types Delta cannot store (HUGEINT, ...) are cast before they reach Arrow, as lake.write does.
@@ -81,15 +89,20 @@ def write_split(lake: Lakehouse, rel: duckdb.DuckDBPyRelation, rules: Mapping[st
         reader = tagged.to_arrow_reader(BATCH_ROWS)
     except duckdb.Error as exc:
         raise LakeError(f"write_split to {good} and {bad}: query failed: {exc}") from exc
-    # A second connection to the same database projects each batch while the
-    # first one is still streaming the tagged rows.
-    cur = lake.con.cursor()
+    # One cursor projects each batch while the lake's connection streams the tagged
+    # rows; another has DuckDB write the passing rows as they come.
+    cur, writer = lake.con.cursor(), lake.con.cursor()
+    staged: list[Staged] = []
     try:
         good_sql = _projection(cur, reader.schema, good_columns, f"{REASON_COLUMN} IS NULL", good,
                                exclude=REASON_COLUMN)
         bad_sql = _projection(cur, reader.schema, bad_columns, f"{REASON_COLUMN} IS NOT NULL", bad)
         good_schema = cur.sql(good_sql).to_arrow_table().schema
         bad_schema = cur.sql(bad_sql).to_arrow_table().schema
+        missing = [k for k in keys if k not in good_schema.names or k not in bad_schema.names]
+        if missing:
+            raise LakeError(f"write_split to {good} and {bad}: key {', '.join(missing)} must be in both "
+                            "good_columns and bad_columns")
         counts: Counter[str] = Counter()
         quarantined: list[pa.Table] = []
 
@@ -106,16 +119,30 @@ def write_split(lake: Lakehouse, rel: duckdb.DuckDBPyRelation, rules: Mapping[st
                 if reasons.null_count:
                     yield from _fetch(cur, good_sql, good_schema).to_batches()
 
-        good_result = lake._commit(good, pa.RecordBatchReader.from_batches(good_schema, passing()),
-                                   mode=mode)
-        bad_result = lake._commit(bad, pa.RecordBatchReader.from_batches(
-            bad_schema, [b for t in quarantined for b in t.to_batches()]), mode=mode)
+        stream = writer.from_arrow(pa.RecordBatchReader.from_batches(good_schema, passing()))
+        staged.append(stage(lake, good, stream, mode=mode, keys=keys, con=writer))
+        bad_rows = lake.con.from_arrow(pa.Table.from_batches([b for t in quarantined for b in t.to_batches()],
+                                                             schema=bad_schema))
+        staged.append(stage(lake, bad, bad_rows, mode=mode, keys=keys))
+        if mode == "merge":
+            # A key on one side leaves the other.
+            staged[0].also_delete(staged[1].relation.project(_keys(keys)))
+            staged[1].also_delete(staged[0].relation.project(_keys(keys)))
+        good_result = staged[0].commit()
+        bad_result = staged[1].commit()
     except duckdb.Error as exc:
         raise LakeError(f"write_split to {good} and {bad} failed: {exc}") from exc
     finally:
+        for s in staged:
+            s.abort()
         cur.close()
+        writer.close()
     ordered = dict(sorted(counts.items(), key=lambda item: (item[0] != "passed", -item[1], item[0])))
     return SplitResult(good_result, bad_result, ordered)
+
+
+def _keys(keys: Sequence[str]) -> str:
+    return ", ".join(quote_name(k) for k in keys)
 
 
 def _projection(cur: duckdb.DuckDBPyConnection, schema: pa.Schema, columns: str, where: str, table: str,

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 
 import medallion_nb as mnb
-import medallion_nb.lakehouse as lakehouse_module
 from medallion_nb.errors import LakeError
-from medallion_nb.storage import _prefetch
 from tests.conftest import write_project
 
 DATA = """
@@ -61,7 +58,6 @@ def test_write_split_matches_split_then_write(lake):
 
 
 def test_write_split_streams_many_batches_and_casts_for_delta(lake, monkeypatch):
-    monkeypatch.setattr(lakehouse_module, "BATCH_ROWS", 1000)
     monkeypatch.setattr("medallion_nb.quarantine.BATCH_ROWS", 1000)
     result = lake.write_split("SELECT range AS id, range::HUGEINT AS big FROM range(10000)", {"odd": "id % 2 = 1"},
                               good="silver.even", bad="silver.odd", bad_columns="id")
@@ -81,7 +77,9 @@ def test_write_split_appends_and_keeps_empty_sides(lake):
 
 
 def test_write_split_errors_name_the_problem(lake):
-    with pytest.raises(LakeError, match=r"mode 'merge' is not one of replace, append"):
+    with pytest.raises(LakeError, match=r"mode 'upsert' is not one of replace, append, merge"):
+        lake.write_split("SELECT * FROM bronze.orders", RULES, good="silver.a", bad="silver.b", mode="upsert")
+    with pytest.raises(LakeError, match=r"mode merge needs key"):
         lake.write_split("SELECT * FROM bronze.orders", RULES, good="silver.a", bad="silver.b", mode="merge")
     with pytest.raises(LakeError, match=r"'gold' is not a layer"):
         lake.write_split("SELECT * FROM bronze.orders", RULES, good="gold.a", bad="silver.b")
@@ -105,33 +103,3 @@ def test_latest_on_a_table_with_two_keys(lake):
         ("a", 1, 11), ("a", 2, 5)]
     with pytest.raises(LakeError, match=r"latest: key nope is not a column \(columns: s, d, v\)"):
         lake.latest("bronze.events", key="nope", order_by="v")
-
-
-def test_prefetch_passes_items_and_errors_through():
-    assert list(_prefetch(iter(range(10)), 2)) == list(range(10))
-
-    def broken():
-        yield pa.record_batch([pa.array([1])], names=["a"])
-        raise ValueError("source broke")
-
-    stream = _prefetch(broken(), 2)
-    assert next(stream).num_rows == 1
-    with pytest.raises(ValueError, match="source broke"):
-        next(stream)
-
-
-def test_prefetch_stops_the_producer_when_the_consumer_stops():
-    pulled = []
-
-    def endless():
-        n = 0
-        while True:
-            pulled.append(n)
-            yield n
-            n += 1
-
-    stream = _prefetch(endless(), 2)
-    assert [next(stream) for _ in range(3)] == [0, 1, 2]
-    stream.close()
-    count = len(pulled)
-    assert count <= 3 + 2 + 2  # consumed, queued, and at most one in the producer's hands

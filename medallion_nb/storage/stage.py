@@ -1,0 +1,448 @@
+"""Stage, audit, commit: DuckDB writes the new rows as Parquet, one Delta commit publishes them.
+
+A write takes two steps. :func:`stage` runs the query once and lets DuckDB write its
+rows as Parquet (its parallel writer, row groups of ``ROW_GROUP_ROWS`` rows, files of at
+most ``FILE_BYTES``, the statistics of every file returned by the same statement). The
+:class:`Staged` result can be looked at before anything is visible: ``staged.relation``
+reads exactly the staged rows, ``staged.rows`` counts them. ``staged.commit()`` then
+publishes them in one Delta transaction; ``staged.abort()`` (or leaving a ``with`` block
+without committing) deletes them. Nobody sees staged rows: no Delta version references
+them until the commit.
+
+Where the files go depends on how the commit will be made:
+
+- ``replace``, ``append``, ``replace_where`` and the first write of any table: into the
+  table's folder, named ``part-<uuid>.parquet`` (``col=value/`` folders when
+  partitioned); the commit adds them as they are (and removes the files they replace).
+  No row is encoded twice.
+- ``merge``, an ``append`` that adds columns, and a ``replace`` that changes the
+  partitioning: into ``<lake>/_medallion/staging/<id>/``; the commit streams them
+  through delta-rs (its merge, its schema evolution), then the staged copy is deleted.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import pyarrow as pa
+
+from medallion_nb.errors import LakeError
+from medallion_nb.lock import commit_guard
+from medallion_nb.sql import literal, quote_ident, quote_name
+from medallion_nb.storage.delta import (
+    METADATA_PREFIX,
+    WRITE_MODES,
+    Snapshot,
+    WriteResult,
+    add_action,
+    delta_arrow_schema,
+)
+from medallion_nb.storage.oserrors import failure
+from medallion_nb.storage.rewrite import replaced_files
+from medallion_nb.storage.scan import duckdb_types, scan_sql
+from medallion_nb.storage.stats import file_stats
+
+if TYPE_CHECKING:
+    from medallion_nb.lakehouse import Lakehouse
+
+# DuckDB's default row group; files roll over at FILE_BYTES so none grows unbounded.
+ROW_GROUP_ROWS = 122_880
+FILE_BYTES = "256MB"
+# Rows per Arrow batch where rows stream into delta-rs (merge): DuckDB's row-group size.
+BATCH_ROWS = 122_880
+STAGING_DIR = "_medallion/staging"
+DELETE_FLAG = "__medallion_delete"
+PARTITION_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "VARCHAR", "DATE", "BOOLEAN")
+_VIEWS = itertools.count()
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    """A Parquet file DuckDB wrote for a write, with what it reported about it."""
+
+    path: Path
+    rows: int
+    size: int
+    partition: dict[str, str | None]
+    columns: dict[str, dict[str, str]] | None = field(default=None, repr=False)
+
+
+def copy_rows(con: duckdb.DuckDBPyConnection, select_sql: str, folder: Path,
+              partition_by: Sequence[str] = ()) -> list[StagedFile]:
+    """Have DuckDB write the rows of ``select_sql`` as Parquet files into ``folder``.
+
+    Existing files are left alone (new files get a uuid name). Files with no rows are
+    deleted. Returns the written files with DuckDB's statistics of each.
+
+    Raises:
+        duckdb.Error: the query or the write failed (files written so far may remain).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    options = ["FORMAT parquet", "RETURN_STATS", "APPEND", "FILENAME_PATTERN 'part-{uuid}'",
+               f"ROW_GROUP_SIZE {ROW_GROUP_ROWS}", f"FILE_SIZE_BYTES '{FILE_BYTES}'"]
+    if partition_by:
+        options.append(f"PARTITION_BY ({', '.join(quote_ident(c) for c in partition_by)})")
+    else:
+        options.append("PER_THREAD_OUTPUT")
+    written = con.execute(f"COPY ({select_sql}) TO {literal(str(folder))} ({', '.join(options)})").fetchall()
+    files = []
+    for filename, count, size, _footer, columns, partition, _extra in written:
+        path = Path(filename) if Path(filename).is_absolute() else folder / filename
+        if not count:
+            path.unlink(missing_ok=True)
+            continue
+        files.append(StagedFile(path, int(count), int(size), dict(partition or {}), columns))
+    return files
+
+
+class Staged:
+    """New rows written as Parquet but not committed: audit them, then :meth:`commit` or :meth:`abort`.
+
+    Use it as a context manager to make sure uncommitted files are deleted::
+
+        with lake.stage("silver.orders", rows) as staged:
+            assert staged.relation.filter("amount < 0").count("*").fetchone()[0] == 0
+            staged.commit()
+    """
+
+    def __init__(self, lake: Lakehouse, name: str, plan: _Plan, files: list[StagedFile]) -> None:
+        self._lake = lake
+        self.table = name
+        self.mode = plan.mode
+        self._plan = plan
+        self.files = tuple(files)
+        self.rows = sum(f.rows for f in files)
+        self.result: WriteResult | None = None
+        self._open = True
+        self._relation: duckdb.DuckDBPyRelation | None = None
+
+    def __repr__(self) -> str:
+        state = "committed" if self.result else ("staged" if self._open else "aborted")
+        return f"<Staged {self.table} ({self.mode}): {self.rows:,} rows in {len(self.files)} file(s), {state}>"
+
+    def __enter__(self) -> Staged:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._open:
+            self.abort()
+
+    @property
+    def relation(self) -> duckdb.DuckDBPyRelation:
+        """The staged rows, as a lazy DuckDB relation over the staged files."""
+        if not self._open:
+            raise LakeError(f"the staged rows for {self.table} are gone (already committed or aborted)")
+        if self._relation is None:
+            plan = self._plan
+            partition = plan.partition_by if plan.direct else ()
+            self._relation = self._lake.con.sql(scan_sql(self._lake.con, [str(f.path) for f in self.files],
+                                                         plan.schema, partition))
+        return self._relation
+
+    def also_delete(self, keys: duckdb.DuckDBPyRelation) -> None:
+        """With ``merge``: also delete the rows whose key is in ``keys`` (keys upserted here are kept).
+
+        Raises:
+            LakeError: not a merge, or ``keys`` lacks a key column.
+        """
+        plan = self._plan
+        if plan.mode != "merge":
+            raise LakeError(f"write to {self.table}: deleting keys goes with mode='merge'")
+        if plan.direct:
+            return  # the table is being created: there is nothing to delete yet
+        plan.delete_files += _stage_delete_keys(self._lake.con, keys, self, plan.scratch, self.table, plan.keys)
+
+    def abort(self) -> None:
+        """Delete the staged files; the table is unchanged."""
+        if not self._open:
+            return
+        self._open = False
+        self._relation = None
+        for f in self.files:
+            f.path.unlink(missing_ok=True)
+        if self._plan.scratch is not None:
+            shutil.rmtree(self._plan.scratch, ignore_errors=True)
+
+    def commit(self, metadata: dict[str, Any] | None = None) -> WriteResult:
+        """Publish the staged rows in one Delta commit.
+
+        Raises:
+            LakeError: the commit failed or the table changed meanwhile; the staged files
+                are deleted and the table is unchanged.
+        """
+        if not self._open:
+            raise LakeError(f"the staged rows for {self.table} were already committed or aborted")
+        lake, plan = self._lake, self._plan
+        layer, table = lake._split(self.table)
+        try:
+            # The writer lock: the checks below still hold when the commit lands.
+            with commit_guard(lake):
+                transactions, skip = lake._consumption_for(self.table, self.mode, self.rows, bool(plan.delete_files))
+                if skip is not None:
+                    self.abort()
+                    self.result = WriteResult(self.table, self.mode, 0, skip.version, skip.rows, skipped=True,
+                                              snapshot=skip)
+                    return self.result
+                missing = [str(f.path) for f in self.files if not f.path.exists()]
+                if missing:
+                    raise LakeError(f"write to {self.table}: {len(missing)} staged file(s) disappeared before the "
+                                    f"commit (e.g. {missing[0]}); nothing was committed, run it again")
+                meta = {**(metadata or {}), **lake._commit_metadata(self.mode), METADATA_PREFIX + "rows": self.rows}
+                self.result = self._commit(layer, table, meta, transactions)
+        except BaseException:
+            self.abort()
+            raise
+        self._open = False
+        self._relation = None
+        if plan.scratch is not None:
+            shutil.rmtree(plan.scratch, ignore_errors=True)
+        lake._committed(self.result)
+        return self.result
+
+    def _commit(self, layer: str, table: str, meta: dict[str, Any], transactions: list[Any]) -> WriteResult:
+        lake, plan, store = self._lake, self._plan, self._lake.store
+        if plan.direct:
+            adds = [self._add(f) for f in self.files]
+            removes: list[Any] = []
+            if plan.mode == "replace_where" and plan.base is not None:
+                partitions = {tuple(f.partition.get(c) for c in plan.partition_by) for f in self.files}
+                dropped, kept = replaced_files(lake.con, plan.base, plan.where, plan.schema, partitions,
+                                               self._copy_kept)
+                removes, adds = dropped, adds + [self._add(f) for f in kept]
+            overwrite = plan.base is None or plan.mode == "replace"
+            snap = store.commit_files(layer, table, adds, mode="overwrite" if overwrite else "append",
+                                      schema=plan.schema, partition_by=plan.partition_by, removes=removes,
+                                      metadata=meta, transactions=transactions,
+                                      expect_version=plan.base.version if removes else None)
+            inserted = self.rows if plan.mode == "merge" else None
+            return WriteResult(self.table, plan.mode, self.rows, snap.version, snap.rows, inserted=inserted,
+                               updated=0 if plan.mode == "merge" else None, snapshot=snap)
+        files = [str(f.path) for f in self.files]
+        if plan.delete_files:
+            flagged = f"SELECT *, false AS {DELETE_FLAG} FROM ({scan_sql(lake.con, files, plan.schema)})"
+            keys = f"SELECT *, true AS {DELETE_FLAG} FROM read_parquet({_list(plan.delete_files)})"
+            sql = f"{flagged} UNION ALL BY NAME {keys}"
+        else:
+            sql = scan_sql(lake.con, files, plan.schema)
+        try:
+            reader = lake.con.sql(sql).to_arrow_reader(BATCH_ROWS)
+        except duckdb.Error as exc:
+            raise LakeError(failure(exc, store.path(layer, table), f"write to {self.table} failed; "
+                                    "the table is unchanged", probe=isinstance(exc, duckdb.IOException))) from exc
+        if plan.mode == "merge":
+            snap, metrics = store.merge(layer, table, reader, keys=plan.keys,
+                                        delete_flag=DELETE_FLAG if plan.delete_files else None,
+                                        metadata=meta, transactions=transactions)
+            return WriteResult(self.table, "merge", self.rows, snap.version, snap.rows,
+                               inserted=metrics.get("num_target_rows_inserted", 0),
+                               updated=metrics.get("num_target_rows_updated", 0),
+                               deleted=metrics.get("num_target_rows_deleted", 0), snapshot=snap)
+        snap = store.write_arrow(layer, table, reader, mode=plan.mode, partition_by=plan.partition_by,
+                                 metadata=meta, transactions=transactions)
+        return WriteResult(self.table, plan.mode, self.rows, snap.version, snap.rows, snapshot=snap)
+
+    def _add(self, f: StagedFile) -> Any:
+        folder = self._lake.store.path(*self._lake._split(self.table))
+        stats = file_stats(f.rows, f.columns, self._plan.schema, self._plan.partition_by)
+        return add_action(f.path.relative_to(folder).as_posix(), f.size, f.partition, stats)
+
+    def _copy_kept(self, select_sql: str) -> list[StagedFile]:
+        folder = self._lake.store.path(*self._lake._split(self.table))
+        return copy_rows(self._lake.con, select_sql, folder, self._plan.partition_by)
+
+
+@dataclass
+class _Plan:
+    mode: str
+    schema: pa.Schema
+    partition_by: tuple[str, ...]
+    direct: bool
+    base: Snapshot | None
+    keys: tuple[str, ...] = ()
+    where: str | None = None
+    scratch: Path | None = None
+    delete_files: tuple[str, ...] = ()
+
+
+def stage(lake: Lakehouse, name: str, rel: duckdb.DuckDBPyRelation, *, mode: str = "replace",
+          keys: Sequence[str] = (), where: str | None = None, partition_by: Sequence[str] | None = None,
+          delete: duckdb.DuckDBPyRelation | None = None, con: duckdb.DuckDBPyConnection | None = None) -> Staged:
+    """Write the rows of ``rel`` as Parquet for a write to ``name``; nothing is committed.
+
+    ``con`` runs the write when ``rel`` belongs to another cursor than the lake's.
+
+    Raises:
+        LakeError: bad mode, key, partitioning or ``where``; a failing query (no file is left behind).
+    """
+    layer, table = lake._split(name)
+    if mode not in WRITE_MODES:
+        raise LakeError(f"write to {name}: mode {mode!r} is not one of {', '.join(WRITE_MODES)}")
+    con = con or lake.con
+    base = lake.store.snapshot(layer, table) if lake.store.exists(layer, table) else None
+    plan = _plan(con, name, rel, mode, tuple(keys), where, partition_by, base, delete is not None)
+    folder = lake.store.path(layer, table) if plan.direct else \
+        lake.store.root / STAGING_DIR / f"{layer}.{table}-{uuid.uuid4().hex[:12]}"
+    plan.scratch = None if plan.direct else folder
+    view = f"__medallion_stage_{next(_VIEWS)}"
+    files: list[StagedFile] = []
+    try:
+        rel.create_view(view, replace=True)
+        files = copy_rows(con, _aligned_select(con, rel, view, plan), folder, plan.partition_by if plan.direct else ())
+        staged = Staged(lake, name, plan, files)
+        if plan.mode == "merge":
+            _check_keys(con, staged, name, plan.keys)
+            if delete is not None:
+                staged.also_delete(delete)
+        if plan.mode == "replace_where" and plan.where and plan.base is not None:
+            _check_where(staged, name, plan.where)
+        return staged
+    except BaseException as exc:
+        for f in files:
+            f.path.unlink(missing_ok=True)
+        if plan.scratch is not None:
+            shutil.rmtree(plan.scratch, ignore_errors=True)
+        if isinstance(exc, duckdb.Error):
+            raise LakeError(failure(exc, folder, f"write to {name} ({mode}) failed; the table is unchanged",
+                                    probe=isinstance(exc, duckdb.IOException))) from exc
+        raise
+    finally:
+        con.execute(f"DROP VIEW IF EXISTS {view}")
+
+
+def _plan(con: duckdb.DuckDBPyConnection, name: str, rel: duckdb.DuckDBPyRelation, mode: str, keys: tuple[str, ...],
+          where: str | None, partition_by: Sequence[str] | None, base: Snapshot | None, deleting: bool) -> _Plan:
+    new_schema = delta_arrow_schema(_arrow_schema(con, rel))
+    if mode == "merge":
+        if not keys:
+            raise LakeError(f"write to {name}: mode merge needs key=... (the columns that identify a row)")
+        missing = [k for k in keys if k not in rel.columns]
+        if missing:
+            raise LakeError(f"write to {name}: merge key {', '.join(missing)} is not a column of the new rows "
+                            f"(columns: {', '.join(rel.columns)})")
+    elif deleting:
+        raise LakeError(f"write to {name}: delete=... goes with mode='merge' (the keys to delete)")
+    if where is not None and mode != "replace_where":
+        raise LakeError(f"write to {name}: where=... goes with mode='replace_where'")
+    wanted = tuple(partition_by) if partition_by is not None else None
+    if wanted:
+        _check_partitioning(con, name, rel, wanted)
+    if base is None:
+        return _Plan(mode, new_schema, wanted or (), True, None, keys, where)
+    current = base.partition_by
+    table_cols = set(base.schema.names)
+    if mode == "replace":
+        target = wanted if wanted is not None else (current if set(current) <= set(rel.columns) else ())
+        return _Plan(mode, new_schema, target, target == current, base)
+    if wanted is not None and wanted != current:
+        raise LakeError(f"write to {name} ({mode}): the table is partitioned by "
+                        f"({', '.join(current) or 'nothing'}), not ({', '.join(wanted) or 'nothing'}); "
+                        "change the partitioning with mode='replace'")
+    added = [c for c in rel.columns if c not in table_cols]
+    if mode == "append":
+        return _Plan(mode, base.schema if not added else new_schema, current, not added, base)
+    if mode == "merge":
+        missing = [k for k in keys if k not in table_cols]
+        if missing:
+            raise LakeError(f"write to {name}: merge key {', '.join(missing)} is not a column of the table")
+        return _Plan(mode, new_schema, current, False, base, keys)
+    # replace_where
+    if added:
+        raise LakeError(f"write to {name} (replace_where): column(s) {', '.join(added)} are not in the table; "
+                        "replace_where cannot add columns (use mode='replace')")
+    if where is None and not current:
+        raise LakeError(f"write to {name}: replace_where needs where=... (the rows to replace), "
+                        "or a table with partition_by (then the partitions in the new rows are replaced)")
+    return _Plan(mode, base.schema, current, True, base, keys, where)
+
+
+def _arrow_schema(con: duckdb.DuckDBPyConnection, rel: duckdb.DuckDBPyRelation) -> pa.Schema:
+    """The Arrow schema ``rel`` produces, without running it (it may be a stream that reads once)."""
+    columns = ", ".join(f"CAST(NULL AS {kind}) AS {quote_name(name)}" for name, kind in zip(rel.columns, rel.types,
+                                                                                          strict=True))
+    return con.sql(f"SELECT {columns} LIMIT 0").to_arrow_table().schema
+
+
+def _aligned_select(con: duckdb.DuckDBPyConnection, rel: duckdb.DuckDBPyRelation, view: str, plan: _Plan) -> str:
+    """The rows of ``view`` with the columns and types of the plan's schema (casts only where they differ)."""
+    have = dict(zip(rel.columns, (str(t) for t in rel.types), strict=True))
+    want = duckdb_types(con, plan.schema)
+    if list(have) == list(want) and have == want:
+        return f"SELECT * FROM {view}"
+    exprs = []
+    for column, kind in want.items():
+        if column not in have:
+            exprs.append(f"CAST(NULL AS {kind}) AS {quote_name(column)}")
+        elif have[column] != kind:
+            exprs.append(f"CAST({quote_name(column)} AS {kind}) AS {quote_name(column)}")
+        else:
+            exprs.append(quote_name(column))
+    return f"SELECT {', '.join(exprs)} FROM {view}"
+
+
+def _check_partitioning(con: duckdb.DuckDBPyConnection, name: str, rel: duckdb.DuckDBPyRelation,
+                        partition_by: tuple[str, ...]) -> None:
+    types = dict(zip(rel.columns, (str(t) for t in rel.types), strict=True))
+    missing = [c for c in partition_by if c not in types]
+    if missing:
+        raise LakeError(f"write to {name}: partition column {', '.join(missing)} is not a column of the new rows")
+    bad = [f"{c} ({types[c]})" for c in partition_by if types[c] not in PARTITION_TYPES]
+    if bad:
+        raise LakeError(f"write to {name}: cannot partition by {', '.join(bad)}; partition columns must be "
+                        "whole numbers, text, dates or booleans (e.g. a day or a month as DATE)")
+    if len(partition_by) >= len(types):
+        raise LakeError(f"write to {name}: partition_by names every column; keep at least one column in the files")
+
+
+def _check_keys(con: duckdb.DuckDBPyConnection, staged: Staged, name: str, keys: tuple[str, ...]) -> None:
+    rel = staged.relation
+    cols = ", ".join(quote_ident(k) for k in keys)
+    nulls = " OR ".join(f"{quote_ident(k)} IS NULL" for k in keys)
+    bad = rel.filter(nulls).aggregate("count(*)").fetchall()[0][0]
+    if bad:
+        raise LakeError(f"write to {name}: {bad} new row(s) have a null merge key ({', '.join(keys)})")
+    dupes = rel.aggregate(f"{cols}, count(*) AS n").filter("n > 1").order("n DESC").limit(3).fetchall()
+    if dupes:
+        sample = "; ".join(str(row[:-1] if len(row) > 2 else row[0]) for row in dupes)
+        raise LakeError(f"write to {name}: merge key ({', '.join(keys)}) is not unique in the new rows "
+                        f"(e.g. {sample})", hint="deduplicate the rows first, e.g. with QUALIFY row_number()")
+
+
+def _stage_delete_keys(con: duckdb.DuckDBPyConnection, delete: duckdb.DuckDBPyRelation, staged: Staged,
+                       folder: Path, name: str, keys: tuple[str, ...]) -> tuple[str, ...]:
+    """Write the keys to delete (those not also upserted) next to the staged rows."""
+    missing = [k for k in keys if k not in delete.columns]
+    if missing:
+        raise LakeError(f"write to {name}: delete=... has no column {', '.join(missing)} (the merge key)")
+    view = f"__medallion_delete_{next(_VIEWS)}"
+    delete.create_view(view, replace=True)
+    cols = ", ".join(quote_ident(k) for k in keys)
+    staged_view = f"__medallion_upsert_{next(_VIEWS)}"
+    staged.relation.create_view(staged_view, replace=True)
+    try:
+        not_null = " AND ".join(f"{quote_ident(k)} IS NOT NULL" for k in keys)
+        sql = (f"SELECT DISTINCT {cols} FROM {view} WHERE {not_null} "
+               f"EXCEPT SELECT {cols} FROM {staged_view}")
+        files = copy_rows(con, sql, folder / f"delete-{next(_VIEWS)}")
+    finally:
+        con.execute(f"DROP VIEW IF EXISTS {view}")
+        con.execute(f"DROP VIEW IF EXISTS {staged_view}")
+    return tuple(str(f.path) for f in files)
+
+
+def _check_where(staged: Staged, name: str, where: str) -> None:
+    outside = staged.relation.filter(f"({where}) IS NOT TRUE").aggregate("count(*)").fetchall()[0][0]
+    if outside:
+        raise LakeError(f"write to {name} (replace_where): {outside:,} of the new rows do not match "
+                        f"where={where!r}; they would not be replaced next time", hint="filter the new rows with "
+                        "the same condition, or widen where=")
+
+
+def _list(paths: Sequence[str]) -> str:
+    return "[" + ", ".join(literal(p) for p in paths) + "]"

@@ -1,0 +1,205 @@
+"""The write side of the lakehouse handle: write, stage, changes, write_split, vacuum.
+
+:class:`WritePath` is mixed into :class:`~medallion_nb.lakehouse.Lakehouse`; the
+mechanics live in :mod:`medallion_nb.storage` (DuckDB writes the rows as Parquet,
+one Delta commit publishes them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+
+from medallion_nb.engine import to_relation
+from medallion_nb.errors import LakeError
+from medallion_nb.reporting import report_write
+from medallion_nb.sql import storable_columns
+from medallion_nb.storage import (
+    METADATA_PREFIX,
+    Changes,
+    Snapshot,
+    Staged,
+    WriteResult,
+    consumption_for,
+    read_changes,
+    stage,
+    vacuum_lake,
+)
+
+if TYPE_CHECKING:
+    from medallion_nb.lakehouse import Lakehouse
+
+
+class WritePath:
+    """Writing to the lake; mixed into :class:`~medallion_nb.lakehouse.Lakehouse`."""
+
+    def relation(self: Lakehouse, data: Any) -> duckdb.DuckDBPyRelation:
+        """Turn SQL text, a relation, a DataFrame or Arrow data into a relation."""
+        rel = to_relation(self.con, data)
+        if isinstance(data, str):
+            self._read_sql(data)
+        return rel
+
+    def write(self: Lakehouse, name: str, data: Any, *, mode: str = "replace",
+              key: str | Sequence[str] | None = None, where: str | None = None,
+              partition_by: str | Sequence[str] | None = None, delete: Any = None,
+              metadata: Mapping[str, str] | None = None, expect: Mapping[str, Mapping[str, Any]] | None = None,
+              quarantine: str | None = None) -> WriteResult:
+        """Write rows to ``<layer>.<table>`` in one atomic commit.
+
+        Args:
+            name: target table, e.g. ``"silver.orders"``.
+            data: a DuckDB relation, SQL text, a pandas DataFrame or Arrow data.
+            mode: ``replace`` (new content), ``append`` (add rows), ``merge`` (update
+                rows whose key matches, insert the rest) or ``replace_where`` (replace
+                the rows matching ``where``, or the partitions present in the new rows).
+            key: the column(s) identifying a row; required for ``merge``.
+            where: SQL condition on the table's columns, for ``replace_where``; every new
+                row must match it.
+            partition_by: column(s) to partition the table by (dates, whole numbers,
+                text, booleans); taken when the table is created or replaced.
+            delete: with ``merge``, rows (SQL, relation, DataFrame) whose key columns
+                name rows to delete (a key that is also upserted stays).
+            metadata: extra key/values stored in the Delta commit.
+            expect: checks by action (``fail`` / ``quarantine`` / ``warn``) evaluated on
+                the rows before they are committed, besides those declared for the table in
+                medallion.yaml; see :mod:`medallion_nb.expectations`.
+            quarantine: where ``quarantine`` sends failing rows (default ``<name>_quarantine``).
+
+        Returns:
+            What was written: rows, table version and the table's new row count
+            (with ``expect``: also the quality ``report`` and the ``quarantine`` write).
+
+        Raises:
+            LakeError: bad name, mode, key or condition, a failing query, or a failed
+                commit; the table is unchanged.
+            ExpectationError: a ``fail`` expectation failed; nothing was committed.
+        """
+        declared = self.project.expectations.get(name)
+        if expect is not None or declared:
+            from medallion_nb.checkspec import merge_expect
+            from medallion_nb.expectations import write_expected
+
+            self._check_writable(f"write to {name}")
+            self._check_case(*self._split(name))
+            keys = (key,) if isinstance(key, str) else tuple(key or ())
+            options = {k: v for k, v in (("where", where), ("partition_by", partition_by), ("delete", delete))
+                       if v is not None}
+            return write_expected(self, name, self._storable(self.relation(data), name),
+                                  merge_expect(declared, expect) if declared else expect, mode=mode, key=keys,
+                                  metadata=metadata, quarantine=quarantine, options=options)
+        staged = self.stage(name, data, mode=mode, key=key, where=where, partition_by=partition_by, delete=delete)
+        return staged.commit(metadata)
+
+    def _write_rows(self: Lakehouse, name: str, rel: duckdb.DuckDBPyRelation, *, mode: str, keys: tuple[str, ...],
+                    metadata: Mapping[str, str] | None, **options: Any) -> WriteResult:
+        """Stage and commit rows as they are (expectations, if any, were checked by the caller)."""
+        return self.stage(name, rel, mode=mode, key=keys or None, **options).commit(metadata)
+
+    def stage(self: Lakehouse, name: str, data: Any, *, mode: str = "replace",
+              key: str | Sequence[str] | None = None, where: str | None = None,
+              partition_by: str | Sequence[str] | None = None, delete: Any = None) -> Staged:
+        """Write the rows for a :meth:`write` as Parquet without committing them (stage, audit, commit).
+
+        The returned :class:`~medallion_nb.storage.Staged` reads the staged rows
+        (``.relation``, ``.rows``) so they can be checked first; ``.commit()``
+        publishes them in one commit, ``.abort()`` (or leaving a ``with`` block)
+        deletes them. Arguments as for :meth:`write`.
+
+        Raises:
+            LakeError: as for :meth:`write`; nothing is left behind.
+        """
+        self._check_writable(f"write to {name}")
+        self._check_case(*self._split(name))
+        keys = (key,) if isinstance(key, str) else tuple(key or ())
+        parts = (partition_by,) if isinstance(partition_by, str) else \
+            (tuple(partition_by) if partition_by is not None else None)
+        rel = self._storable(self.relation(data), name)
+        removed = self.relation(delete) if delete is not None else None
+        return stage(self, name, rel, mode=mode, keys=keys, where=where, partition_by=parts, delete=removed)
+
+    def changes(self: Lakehouse, name: str, *, full_refresh: bool = False) -> Changes:
+        """The rows committed to ``name`` since this notebook last consumed it.
+
+        The consumed version is recorded in the same commit as every table written
+        afterwards through this handle (Delta's ``txn`` action), so a crash or a
+        retry neither skips nor repeats a change; see :mod:`medallion_nb.storage.changes`.
+        ``.rows`` holds the new rows, ``.deleted`` the removed ones; the first time,
+        or with ``full_refresh``, ``.rows`` is the whole table.
+
+        Raises:
+            LakeError: the handle has no ``notebook``, the table does not exist, or the
+                version consumed last cannot be read any more (use ``full_refresh=True``).
+        """
+        return read_changes(self, name, full_refresh=full_refresh)
+
+    def write_split(self: Lakehouse, data: Any, rules: Mapping[str, str], *, good: str, bad: str,
+                    good_columns: str = "*", bad_columns: str = "*", mode: str = "replace",
+                    key: str | Sequence[str] | None = None) -> Any:
+        """Write the rows that break no rule to ``good`` and the others, with reasons, to ``bad``.
+
+        Each rule is SQL that is true for a row to quarantine; ``bad_columns``
+        can name ``_quarantine_reason``. One pass over ``data`` (unlike
+        :meth:`split`). With ``mode="merge"`` both sides merge by ``key`` and a key
+        landing on one side leaves the other; see :func:`medallion_nb.quarantine.write_split`.
+
+        Raises:
+            LakeError: a bad table name, mode, key or projection, or a failed write.
+        """
+        from medallion_nb.quarantine import write_split
+
+        self._check_writable(f"write to {good}")
+        return write_split(self, self.relation(data), rules, good=good, bad=bad, good_columns=good_columns,
+                           bad_columns=bad_columns, mode=mode, key=key)
+
+    def vacuum(self: Lakehouse, name: str | None = None, *, retain_hours: int = 168,
+               dry_run: bool = False) -> dict[str, list[str]]:
+        """Delete the files no table version newer than ``retain_hours`` needs.
+
+        Every ``replace`` keeps the previous version's files for time travel, and
+        interrupted writes leave files no version references; this reclaims both
+        (and what half-created tables left), never the files of a published
+        snapshot. One table or, by default, the whole lake; returns the removed
+        (with ``dry_run``: removable) files per table; see :mod:`medallion_nb.storage.vacuum`.
+
+        Raises:
+            LakeError: an unknown table, a negative retention, or a file that cannot
+                be deleted (the cause and path first).
+        """
+        if retain_hours < 0:
+            raise LakeError(f"vacuum: retain_hours must be >= 0, got {retain_hours}")
+        self._check_writable("vacuum")
+        tables = None
+        if name:
+            layer, table = self._split(name)
+            if not self.store.exists(layer, table):
+                raise LakeError(f"vacuum: table {name} does not exist")
+            tables = [(layer, table)]
+        removed = vacuum_lake(self, tables, retain_hours, dry_run=dry_run)
+        if not dry_run:
+            self.refresh()
+        return removed
+
+    def _storable(self: Lakehouse, rel: duckdb.DuckDBPyRelation, name: str) -> duckdb.DuckDBPyRelation:
+        """Cast columns whose DuckDB type Delta cannot store to the nearest type it can."""
+        exprs = storable_columns(rel, name)
+        return rel.project(", ".join(exprs)) if exprs else rel
+
+    # -- hooks of a commit (see storage.stage.Staged.commit) --------------
+    def _commit_metadata(self: Lakehouse, mode: str) -> dict[str, str]:
+        meta = {METADATA_PREFIX + "mode": mode, METADATA_PREFIX + "run_id": self.run_id}
+        if self.notebook:
+            meta[METADATA_PREFIX + "notebook"] = self.notebook
+        return meta
+
+    def _consumption_for(self: Lakehouse, name: str, mode: str, rows: int,
+                         deleting: bool) -> tuple[list[Any], Snapshot | None]:
+        return consumption_for(self, name, mode, rows, deleting)
+
+    def _committed(self: Lakehouse, result: WriteResult) -> None:
+        layer, table = self._split(result.table)
+        self._register(layer, table, result.snapshot or self.store.snapshot(layer, table))
+        self.writes.append(result)
+        report_write(result, run_id=self.run_id)
