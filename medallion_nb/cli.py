@@ -293,10 +293,12 @@ def _cmd_vacuum(args: argparse.Namespace) -> int:
 
 
 def _add_vacuum(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("vacuum", help="delete data files only old table versions need",
+    p = sub.add_parser("vacuum", help="delete data files no recent table version needs",
                        description="Every replace keeps the previous version's files so that earlier versions "
-                                   "stay readable (lake.table(name, version=...)). vacuum deletes the files that "
-                                   "no version newer than --retain-hours needs; the current tables are unchanged.")
+                                   "stay readable (lake.table(name, version=...)), and a write that died before "
+                                   "its commit leaves files no version references. vacuum deletes, among files "
+                                   "older than --retain-hours, those no version newer than that needs, never "
+                                   "those of a published snapshot; the current tables are unchanged.")
     _add_project_option(p)
     p.add_argument("--table", metavar="LAYER.TABLE", help="only this table (default: every table)")
     p.add_argument("--retain-hours", type=int, default=168,
