@@ -30,6 +30,7 @@ from typing import Any
 
 from medallion_nb.errors import LakeError, LockHeldError
 from medallion_nb.lakemeta import lake_path, meta_dir, read_json, write_json_atomic
+from medallion_nb.oserrors import failure
 
 RUN_LOCK_ENV = "MEDALLION_RUN_LOCK"
 LOCK_FILE = "writer.lock"
@@ -181,7 +182,7 @@ class WriterLock:
             self.folder.mkdir(parents=True, exist_ok=True)
             return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
-            raise LakeError(f"cannot open the writer lock {self.path}: {exc.strerror or exc}",
+            raise LakeError(failure(exc, self.path, "cannot open the writer lock"),
                             hint="writing needs write access to the lake folder") from exc
 
     def _flock(self, fd: int, wait: float | None) -> None:

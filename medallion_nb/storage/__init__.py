@@ -8,8 +8,9 @@
 - :mod:`~medallion_nb.storage.rewrite`: the files a ``replace_where`` replaces;
 - :mod:`~medallion_nb.storage.changes`: rows changed since a notebook last consumed a table;
 - :mod:`~medallion_nb.storage.vacuum`: reclaiming files no version needs;
-- :mod:`~medallion_nb.storage.scan`: how DuckDB reads a table's files;
-- :mod:`~medallion_nb.storage.oserrors`: file-system failures, cause first.
+- :mod:`~medallion_nb.storage.scan`: how DuckDB reads a table's files.
+
+File-system failures are reported cause first by :mod:`medallion_nb.oserrors`.
 """
 
 from medallion_nb.storage.changes import Changes, consumption_for, read_changes

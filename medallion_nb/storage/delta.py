@@ -32,7 +32,7 @@ from deltalake.exceptions import DeltaError, TableNotFoundError
 from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
 from medallion_nb.errors import LakeError
-from medallion_nb.storage.oserrors import failure
+from medallion_nb.oserrors import failure
 
 WRITE_MODES = ("replace", "append", "merge", "replace_where")
 METADATA_PREFIX = "medallion."

@@ -35,6 +35,7 @@ import pyarrow as pa
 
 from medallion_nb.errors import LakeError
 from medallion_nb.lock import commit_guard
+from medallion_nb.oserrors import failure
 from medallion_nb.sql import literal, quote_ident, quote_name
 from medallion_nb.storage.delta import (
     METADATA_PREFIX,
@@ -44,7 +45,6 @@ from medallion_nb.storage.delta import (
     add_action,
     delta_arrow_schema,
 )
-from medallion_nb.storage.oserrors import failure
 from medallion_nb.storage.rewrite import replaced_files
 from medallion_nb.storage.scan import duckdb_types, scan_sql
 from medallion_nb.storage.stats import file_stats
@@ -196,6 +196,11 @@ class Staged:
                                     f"commit (e.g. {missing[0]}); nothing was committed, run it again")
                 meta = {**(metadata or {}), **lake._commit_metadata(self.mode), METADATA_PREFIX + "rows": self.rows}
                 self.result = self._commit(layer, table, meta, transactions)
+        except (duckdb.Error, OSError) as exc:
+            self.abort()
+            raise LakeError(failure(exc, lake.store.path(layer, table), f"write to {self.table} ({self.mode}) "
+                                    "failed; the table is unchanged",
+                                    probe=isinstance(exc, duckdb.IOException | OSError))) from exc
         except BaseException:
             self.abort()
             raise
@@ -308,9 +313,9 @@ def stage(lake: Lakehouse, name: str, rel: duckdb.DuckDBPyRelation, *, mode: str
             f.path.unlink(missing_ok=True)
         if plan.scratch is not None:
             shutil.rmtree(plan.scratch, ignore_errors=True)
-        if isinstance(exc, duckdb.Error):
+        if isinstance(exc, duckdb.Error | OSError):
             raise LakeError(failure(exc, folder, f"write to {name} ({mode}) failed; the table is unchanged",
-                                    probe=isinstance(exc, duckdb.IOException))) from exc
+                                    probe=isinstance(exc, duckdb.IOException | OSError))) from exc
         raise
     finally:
         con.execute(f"DROP VIEW IF EXISTS {view}")

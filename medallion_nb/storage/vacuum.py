@@ -31,8 +31,8 @@ from deltalake.exceptions import DeltaError
 
 from medallion_nb.errors import LakeError
 from medallion_nb.lock import commit_guard
+from medallion_nb.oserrors import failure
 from medallion_nb.storage.delta import TableStore, has_commit
-from medallion_nb.storage.oserrors import failure
 from medallion_nb.storage.stage import STAGING_DIR
 
 if TYPE_CHECKING:
