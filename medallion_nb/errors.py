@@ -17,6 +17,10 @@ class MedallionError(Exception):
     retryable: bool = True
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
+        from medallion_nb.secrets import redact
+
+        # A secret resolved in this process never reaches a message (a driver may quote a connection string).
+        message, hint = redact(message), (None if hint is None else redact(hint))
         self.message = message
         self.hint = hint
         super().__init__(message if hint is None else f"{message}\n  hint: {hint}")
@@ -66,6 +70,12 @@ class ExpectationError(QualityError):
 
 class NotebookRunError(MedallionError):
     """A layer notebook failed; names the layer, the executed notebook and the failing cell."""
+
+
+class SecretError(MedallionError):
+    """A ``${NAME}`` secret cannot be resolved (the variable is not set) or is misused (passed as ``-p``)."""
+
+    retryable = False  # configuration: running again cannot fix it
 
 
 class FlowError(MedallionError):

@@ -254,6 +254,18 @@ class Lakehouse(WritePath):
                             hint="connect without snapshot= to write")
 
     # -- the other jobs, delegated ---------------------------------------
+    def secret(self, parameter: str) -> str:
+        """The value of a secret parameter (``name: ${VARIABLE}`` in medallion.yaml), read from the environment now.
+
+        Keep it in a variable and pass it on; do not display it (a cell's output is saved in the executed notebook).
+
+        Raises:
+            SecretError: the parameter is not a secret in medallion.yaml, or its variable is not set.
+        """
+        from medallion_nb.secrets import parameter_secret
+
+        return parameter_secret(self.project, parameter)
+
     def ingest(self, source: str | None = None, *, run_date: str | None = None,
                full_refresh: bool = False, rebuild: str | Sequence[str] = ()) -> list[Any]:
         """Load raw sources into bronze (all of them, or one by name); see :mod:`medallion_nb.ingest`.

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from medallion_nb import secrets
 from medallion_nb.checkspec import expect_problems
 from medallion_nb.errors import ProjectError
 from medallion_nb.sources import Source, SourceChecks
@@ -98,7 +99,8 @@ class Project:
     lake: Path
     runs: Path
     layers: tuple[Layer, ...]
-    parameters: Mapping[str, Scalar]
+    # A parameter whose value is a ${NAME} reference is a SecretText: never a notebook parameter.
+    parameters: Mapping[str, Scalar | secrets.SecretText]
     sources: tuple[Source, ...]
     schedule: Schedule | None = None
     kestra: KestraSettings = field(default_factory=KestraSettings)
@@ -135,6 +137,11 @@ class Project:
                 return source
         known = ", ".join(s.name for s in self.sources) or "none"
         raise ProjectError(f"{self.config_path}: sources: no source {name!r} (sources are: {known})")
+
+    def secret_references(self) -> dict[str, str]:
+        """``{environment variable: config key}`` of every ``${NAME}`` this project reads."""
+        values = [*self.parameters.values(), *(v for s in self.sources for v in vars(s).values())]
+        return secrets.references(values)
 
 
 def find_project_root(start: str | Path = ".") -> Path:
@@ -240,6 +247,7 @@ class _Validator(SourceChecks):
         description = top.get("description", "")
         if not isinstance(description, str):
             self.problem("description", f"expected a string, got {kind(description)}")
+        self.stray_references(raw)
         if self.problems:
             raise ProjectError(
                 [f"{self.file}: {len(self.problems)} problem(s):", *(f"  - {p}" for p in self.problems)],
@@ -328,19 +336,45 @@ class _Validator(SourceChecks):
             return ()
         return tuple(value)
 
-    def parameters(self, raw: Any) -> Mapping[str, Scalar]:
+    def parameters(self, raw: Any) -> Mapping[str, Scalar | secrets.SecretText]:
         if not isinstance(raw, dict):
             self.problem("parameters", f"expected a mapping of name: value, got {kind(raw)}")
             return {}
-        params: dict[str, Scalar] = {}
+        params: dict[str, Scalar | secrets.SecretText] = {}
         for pname, value in raw.items():
+            key = f"parameters.{pname}"
+            secret = secrets.parse(value, key)
             if not isinstance(pname, str) or not pname.isidentifier():
-                self.problem(f"parameters.{pname}", "is not a valid Python identifier")
+                self.problem(key, "is not a valid Python identifier")
             elif value is not None and not isinstance(value, str | int | float | bool):
-                self.problem(f"parameters.{pname}", f"expected a string, number or boolean, got {kind(value)}")
+                self.problem(key, f"expected a string, number or boolean, got {kind(value)}")
+            elif secret is not None and pname in REQUIRED_PARAMETERS:
+                self.problem(key, "is set by the runner and cannot be a secret")
+            elif secret is not None and not secret.is_whole:
+                self.problem(key, f"{value!r}: a secret parameter is one reference as the whole value, "
+                                  "e.g. ${API_TOKEN}")
             else:
-                params[pname] = value
+                params[pname] = secret if secret is not None else value
         return params
+
+    # Where ${NAME} is resolved; anywhere else it would be taken literally.
+    SECRET_KEYS = (re.compile(r"^parameters\.[^.]+$"), re.compile(r"^sources\.[^.]+\.url$"))
+
+    def stray_references(self, node: Any, key: str = "") -> None:
+        """Report ``${...}`` where it would not be resolved, and malformed references anywhere."""
+        if isinstance(node, dict):
+            for name, value in node.items():
+                self.stray_references(value, f"{key}.{name}" if key else str(name))
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                self.stray_references(value, f"{key}[{i}]")
+        elif isinstance(node, str):
+            bad = secrets.malformed(node)
+            if bad:
+                self.problem(key, f"{bad!r} is not a secret reference; write ${{NAME}} (letters, digits and _)")
+            elif secrets.parse(node, key) and not any(p.match(key) for p in self.SECRET_KEYS):
+                self.problem(key, "secret references (${NAME}) are resolved only in parameters and in "
+                                  "sources.<name>.url; here the text would be taken literally")
 
 
     def schedule(self, raw: Any) -> Schedule | None:

@@ -1,8 +1,8 @@
 """What Kestra does with our generated flow, done here: render its Pebble, check its references, run its tasks.
 
 Not a Pebble engine: it understands exactly the expressions ``medallion_nb.kestra.flow``
-emits (paths, ``??``, parentheses, string literals, ``errorLogs()[0]['key']`` and the
-``date`` filter) and fails loudly on anything else, so a new kind of expression in
+emits (paths, ``??``, parentheses, string literals, ``errorLogs()[0]['key']``,
+``secret('NAME')`` and the ``date`` filter) and fails loudly on anything else, so a new kind of expression in
 the generator must be taught here first.
 """
 
@@ -26,11 +26,11 @@ TAG = re.compile(r"\{%(.*?)%\}", re.S)
 _STRING = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
 _PATH = re.compile(r"^([A-Za-z_]\w*)((?:\.\w+|\[\s*(?:\d+|'[^']*')\s*\])*)$")
 _SEGMENT = re.compile(r"\.(\w+)|\[\s*(\d+)\s*\]|\[\s*'([^']*)'\s*\]")
-_CALL = re.compile(r"^([A-Za-z_]\w*)\(\s*\)((?:\.\w+|\[\s*(?:\d+|'[^']*')\s*\])*)$")
+_CALL = re.compile(r"^([A-Za-z_]\w*)\(\s*('[^']*')?\s*\)((?:\.\w+|\[\s*(?:\d+|'[^']*')\s*\])*)$")
 _JAVA_DATE = {"yyyy": "%Y", "MM": "%m", "dd": "%d", "HH": "%H", "mm": "%M", "ss": "%S"}
 KEYWORDS = {"and", "or", "not", "is", "null", "true", "false", "defined", "empty"}
 FILTERS = {"date"}
-FUNCTIONS = {"errorLogs"}
+FUNCTIONS = {"errorLogs", "secret"}
 
 
 class Undefined(Exception):
@@ -98,7 +98,8 @@ def _operand(text: str, context: Mapping[str, Any]) -> Any:
     if call:
         if call.group(1) not in context:
             raise Undefined(call.group(1))
-        return _walk(context[call.group(1)](), call.group(2))
+        args = [call.group(2)[1:-1]] if call.group(2) else []
+        return _walk(context[call.group(1)](*args), call.group(3))
     path = _PATH.match(text)
     if not path:
         raise ValueError(f"unsupported Pebble expression: {text!r}")
@@ -283,6 +284,8 @@ class Execution:
     # What Kestra's errorLogs() returns: every ERROR log of the execution, in order. A
     # script task's stderr lines are logged as ERROR, then the task's own failure.
     error_logs: list[dict[str, str]] = field(default_factory=list)
+    # Kestra's secrets (secret('NAME')); a name missing here fails the render, as in Kestra.
+    secrets: dict[str, str] = field(default_factory=dict)
 
     def context(self, flow: Mapping[str, Any], variables: Mapping[str, Any] | None = None) -> dict[str, Any]:
         ctx: dict[str, Any] = {
@@ -293,10 +296,17 @@ class Execution:
             "vars": {**flow.get("variables", {}), **(variables or {})},
             "outputs": {tid: run.outputs for tid, run in self.runs.items()},
             "errorLogs": lambda: list(self.error_logs),
+            "secret": self._secret,
         }
         if self.trigger_date is not None:
             ctx["trigger"] = {"date": self.trigger_date}
         return ctx
+
+
+    def _secret(self, name: str) -> str:
+        if name not in self.secrets:
+            raise Undefined(f"secret {name!r} is not defined in the namespace")
+        return self.secrets[name]
 
 
 def flow_inputs(flow: Mapping[str, Any], given: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -148,6 +148,10 @@ def kestra_configuration() -> dict[str, Any]:
     }
 
 
+# The file (next to docker-compose.yml) with the project's secrets as SECRET_<NAME>=<base64>; see docs/secrets.md.
+SECRETS_ENV_FILE = ".env_encoded"
+
+
 def build_compose(project: Project, out_dir: Path, *, vendored: bool | None = None) -> dict[str, Any]:
     """The compose file for ``out_dir/docker-compose.yml``: Kestra + PostgreSQL, project mounted.
 
@@ -164,7 +168,7 @@ def build_compose(project: Project, out_dir: Path, *, vendored: bool | None = No
         build = {"context": project_dir, "dockerfile": _path_from(project.root, out_dir / "Dockerfile", relative)}
     else:
         build = {"context": ".", "dockerfile": "Dockerfile"}
-    return {
+    compose: dict[str, Any] = {
         "name": f"medallion-{project.name}",
         "services": {
             "postgres": {
@@ -202,6 +206,10 @@ def build_compose(project: Project, out_dir: Path, *, vendored: bool | None = No
         },
         "volumes": {"postgres-data": {}, "kestra-data": {}},
     }
+    if project.secret_references():
+        # Kestra's open-source edition reads secret('NAME') from SECRET_NAME (base64) in its environment.
+        compose["services"]["kestra"]["env_file"] = [{"path": SECRETS_ENV_FILE, "required": False}]
+    return compose
 
 
 def _path_from(start: Path, target: Path, relative: bool) -> str:

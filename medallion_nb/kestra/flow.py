@@ -14,6 +14,10 @@ Parameters each notebook receives:
   day it stands for; for a manual run the ``run_date`` input, else the start date;
 * ``full_refresh``: the ``full_refresh`` input.
 
+Secrets (``${NAME}`` in ``medallion.yaml``) are never parameters: each task's
+``env`` maps ``NAME`` to ``{{ secret('NAME') }}``, and the notebook's kernel reads
+the variable when it needs the value.
+
 Only the Pebble expressions below are emitted; the tests render exactly these.
 """
 
@@ -29,6 +33,7 @@ from medallion_nb.errors import FlowError
 from medallion_nb.export import default_export_dir
 from medallion_nb.project import REQUIRED_PARAMETERS, Layer, Project
 from medallion_nb.reporting import KESTRA_ENV, WRITE_LOG_ENV
+from medallion_nb.secrets import SecretText
 
 PROJECT_MOUNT = "/project"
 COMMANDS_TASK = "io.kestra.plugin.scripts.python.Commands"
@@ -170,7 +175,14 @@ def _notebook_env(project: Project, layer: Layer, notebook: Path) -> dict[str, s
     if kept is not None:
         # The same write log `medallion-nb run` keeps next to each executed notebook.
         env[WRITE_LOG_ENV] = _in_project(f"{kept}/{RUN_ID}/{layer.name}/{notebook.stem}.writes.jsonl")
+    # Kestra renders each secret into the task's environment only; the value never enters the flow.
+    env.update({name: secret_expression(name) for name in sorted(project.secret_references())})
     return env
+
+
+def secret_expression(name: str) -> str:
+    """Kestra's expression for the secret ``name``: ``{{ secret('NAME') }}``."""
+    return "{{ secret(" + _pebble_string(name) + ") }}"
 
 
 def papermill_commands(project: Project, layer: Layer, notebook: Path) -> list[str]:
@@ -195,9 +207,15 @@ def papermill_commands(project: Project, layer: Layer, notebook: Path) -> list[s
         ["-r", "run_date", run_date_expression(project)],
         ["-y", f"full_refresh: {FULL_REFRESH}"],
     ]
-    extra = {k: v for k, v in project.parameters.items() if k not in REQUIRED_PARAMETERS}
-    if extra:
-        papermill.append(["-y", json.dumps(extra, sort_keys=True)])
+    extra = {k: v for k, v in project.parameters.items()
+             if k not in REQUIRED_PARAMETERS and not isinstance(v, SecretText)}
+    plain = {k: v for k, v in extra.items() if not _is_pebble(v)}
+    if plain:
+        papermill.append(["-y", json.dumps(plain, sort_keys=True)])
+    for name, value in sorted(extra.items()):
+        if _is_pebble(value):  # rendered by Kestra, passed as text
+            _check_quotable(value, f"{project.config_path}: parameters.{name}")
+            papermill.append(["-r", name, value])
     # Kestra logs every stderr line as an ERROR (and errorLogs() returns them), so the
     # notebook's output and papermill's messages go to stdout; the only stderr line is
     # the one naming the failed layer, which the flow's error handler reports.
@@ -271,6 +289,18 @@ def _runs_folder(project: Project) -> str | None:
 
 def _in_project(rel: str) -> str:
     return PROJECT_DIR if rel in ("", ".") else f"{PROJECT_DIR}/{rel}"
+
+
+def _is_pebble(value: object) -> bool:
+    return isinstance(value, str) and ("{{" in value or "{%" in value)
+
+
+def _check_quotable(value: str, key: str) -> None:
+    if any(ch in value for ch in '"$`\\'):
+        raise FlowError(f"{key}: {value!r} cannot be put in the papermill command: a Kestra expression there may "
+                        "not contain \", $, ` or \\",
+                        hint="for a secret write ${NAME} (or {{ secret('NAME') }}) as the whole value: it is passed "
+                             "in the task's environment instead")
 
 
 def _join(words: list[str]) -> str:

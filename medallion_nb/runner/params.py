@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime
 
 from medallion_nb.project import Project, Scalar
+from medallion_nb.secrets import SecretText
 
 # Set by the runner; -p cannot override them.
 RUNNER_PARAMETERS = {"project_dir": "--project", "run_id": "--run-id"}
@@ -73,9 +74,17 @@ def notebook_parameters(project: Project, run_id: str, overrides: Mapping[str, S
     for name, option in RUNNER_PARAMETERS.items():
         if name in overrides:
             raise ValueError(f"parameter {name} is set by the runner; use {option} instead of -p {name}=...")
+    secret = {k: v for k, v in project.parameters.items() if isinstance(v, SecretText)}
+    for name in overrides:
+        if name in secret:
+            variables = " and ".join(secret[name].names)
+            raise ValueError(f"parameter {name} is a secret (medallion.yaml: parameters.{name}: {secret[name]}) and is "
+                             f"never passed as a notebook parameter; set the environment variable {variables} instead "
+                             f"(the notebook reads it with lake.secret({name!r}))")
     params: dict[str, Scalar] = {"project_dir": str(project.root), "run_id": run_id,
                                  "run_date": "", "full_refresh": False}
-    params.update(project.parameters)
+    # Secret parameters are resolved inside the kernel when used, never injected.
+    params.update({k: v for k, v in project.parameters.items() if k not in secret})
     params.update(overrides)
     params["project_dir"], params["run_id"] = str(project.root), run_id
     run_date = params["run_date"]
