@@ -197,3 +197,132 @@ sources:
     with mnb.connect(root) as lake:
         assert [str(t) for t in lake.table("bronze.typed").project("a, b").types] == ["DOUBLE", "VARCHAR"]
         assert lake.table("bronze.typed").project("a, b").fetchall() == [(1.0, "x")]
+
+
+def test_no_file_can_bring_the_lake_into_a_state_connect_cannot_open(tmp_path: Path):
+    """Throw every awkward file at ingestion, run after run; connect() and every table must keep working."""
+    root = write_project(tmp_path / "q", """
+name: q
+layers: [{name: bronze, notebook: nb.ipynb}, {name: silver, notebook: nb.ipynb}]
+sources:
+  plain: {path: raw/plain_*.csv}
+  loose: {path: raw/loose_*.csv, on_bad_rows: quarantine}
+  snapshot: {path: raw/snapshot.csv, mode: replace, on_bad_rows: quarantine}
+""", {"nb.ipynb": NOTEBOOK})
+    raw = root / "raw"
+    raw.mkdir()
+    hostile = [
+        b"",                                   # 0 bytes
+        b"a,b\n",                              # header only
+        b"a,A\n1,2\n",                         # names equal but for case
+        b"a,\n1,2\n",                          # an empty name
+        b"a b,c\n1,2\n",                       # a name with a space
+        b"a,_source_file\n1,2\n",              # a lineage column
+        b'"a,b\n1,2\n',                        # an unterminated quote in the header
+        b"\x00\x01\x02\n\x03",                 # binary
+        b"a,b\n1,2,3,4,5\n\n\n",               # too many columns, blank lines
+        b"a,b\n" + b"9" * 100_000 + b",1\n",   # a very long value
+        "ä,b\n1,2\n".encode("latin-1"),        # a header in the wrong encoding
+        b"select,from\n1,2\n",                 # SQL keywords as names
+        b"a,b\r\n1,2\r\n3,4\n",                # mixed line ends
+    ]
+    with mnb.connect(root) as lake:
+        lake.write("silver.loose", "SELECT 1 AS x")
+    errors = []
+    for i, content in enumerate(hostile):
+        for prefix in ("plain", "loose"):
+            (raw / f"{prefix}_{i:02d}.csv").write_bytes(content)
+        (raw / "snapshot.csv").write_bytes(content)
+        with mnb.connect(root, run_id=f"r{i}") as lake:
+            for source in ("plain", "loose", "snapshot"):
+                try:
+                    lake.ingest(source)
+                except IngestError as exc:
+                    errors.append(str(exc))
+                    (raw / f"{source}_{i:02d}.csv").unlink(missing_ok=True)  # the operator removes the bad file
+            with pytest.raises(mnb.LakeError, match="differ only in case"):
+                lake.write("silver.Loose", "SELECT 2 AS x")
+        with mnb.connect(root) as lake:
+            for name in lake.tables():
+                lake.sql(f"SELECT * FROM {name}").fetchall()
+            assert lake.sql("SELECT x FROM silver.loose").fetchall() == [(1,)]
+    assert errors, "the plain (on_bad_rows: fail) source refused nothing"
+    assert all(len(e.splitlines()) <= 3 for e in errors), errors
+    assert all(e.startswith("source plain: raw/plain_") for e in errors), errors
+
+
+def test_a_retry_after_a_crash_between_the_rejects_and_the_data_commit_does_not_double_rejects(tmp_path: Path,
+                                                                                             monkeypatch):
+    root = write_project(tmp_path / "q", """
+name: q
+layers: [{name: bronze, notebook: nb.ipynb}]
+sources:
+  items: {path: "i_*.csv", schema: {n: INTEGER}, on_bad_rows: quarantine}
+""", {"nb.ipynb": NOTEBOOK, "i_1.csv": "n\n1\nx\n2\n"})
+    from medallion_nb.lakehouse import Lakehouse
+
+    real_write = Lakehouse.write
+
+    def crash_on_data(self, name, *args, **kwargs):
+        if name == "bronze.items":
+            raise mnb.LakeError("disk full")
+        return real_write(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(Lakehouse, "write", crash_on_data)
+    with pytest.raises(IngestError, match="disk full"):
+        ingest(root)
+    monkeypatch.setattr(Lakehouse, "write", real_write)
+    assert ingest(root, run_id="r2")["items"].rejected == 1
+    assert query(root, "SELECT line, raw_line, _run_id FROM bronze.items_rejects") == [(3, "x", "r2")]
+    assert query(root, "SELECT n FROM bronze.items ORDER BY n") == [(1,), (2,)]
+
+
+def test_typed_merge_source_with_a_timestamp_cursor(tmp_path: Path):
+    root = write_project(tmp_path / "q", """
+name: q
+layers: [{name: bronze, notebook: nb.ipynb}]
+sources:
+  people:
+    path: "p_*.csv"
+    mode: merge
+    keys: [id]
+    cursor: updated_at
+    schema: {id: INTEGER, updated_at: TIMESTAMP}
+""", {"nb.ipynb": NOTEBOOK, "p_1.csv": "id,tier,updated_at\n1,a,2026-01-01 00:00:00\n2,b,2026-01-01 00:00:00\n"})
+    ingest(root)
+    (root / "p_2.csv").write_text("id,tier,updated_at\n1,c,2026-01-05 00:00:00\n2,z,2025-12-01 00:00:00\n")
+    ingest(root, run_id="r2")
+    rows = query(root, "SELECT id, tier, CAST(updated_at AS VARCHAR) FROM bronze.people ORDER BY id")
+    assert rows == [(1, "c", "2026-01-05 00:00:00"), (2, "b", "2026-01-01 00:00:00")]
+
+
+def test_changing_a_declared_type_asks_for_a_rebuild(tmp_path: Path):
+    config = """
+name: q
+layers: [{name: bronze, notebook: nb.ipynb}]
+sources:
+  items: {path: "i_*.csv", schema: {n: %s}}
+"""
+    root = write_project(tmp_path / "q", config % "VARCHAR", {"nb.ipynb": NOTEBOOK, "i_1.csv": "n\n1\n"})
+    ingest(root)
+    (root / "medallion.yaml").write_text(config % "INTEGER")
+    (root / "i_2.csv").write_text("n\n2\n")
+    with pytest.raises(IngestError, match=r"column n is VARCHAR in bronze.items but medallion.yaml declares INTEGER"):
+        ingest(root)
+    ingest(root, rebuild=["items"])
+    assert query(root, "SELECT n FROM bronze.items ORDER BY n") == [(1,), (2,)]
+
+
+def test_ingest_is_recorded_in_the_write_log_per_file(root: Path, tmp_path: Path, monkeypatch):
+    log = tmp_path / "log.jsonl"
+    monkeypatch.setenv("MEDALLION_WRITE_LOG", str(log))
+    ingest(root)
+    from medallion_nb.reporting import read_write_log
+
+    entries = [e for e in read_write_log(log) if e.get("kind") == "ingest"]
+    events = next(e for e in entries if e["source"] == "events")
+    assert events["files"] == [
+        {"file": "raw/events/events_2026-01-01.csv", "lines": 2, "loaded": 2, "rejected": 0},
+        {"file": "raw/events/events_2026-01-02.csv", "lines": 1, "loaded": 1, "rejected": 0},
+    ]
+    assert (events["rows"], events["rejected"], events["run_id"]) == (3, 0, "r1")

@@ -212,8 +212,11 @@ class CsvBatchReader:
         if "INVALID ENCODING" in kinds or not raw:
             begin, end = line_bounds(data, max(pos - 1, 0))
             raw = raw_text(data[begin:end], self.source.encoding)
+        first_message = {}
+        for _, kind, _, message in errs:  # DuckDB reports a surplus column once per extra value
+            first_message.setdefault(kind, message)
         return Reject(f.path, line_at(data, pos) + offset_line, ", ".join(columns) or None, ", ".join(kinds),
-                      "; ".join(dict.fromkeys(m for *_, m in errs)), raw)
+                      "; ".join(first_message.values()), raw)
 
     # -- bad files -------------------------------------------------------------
     def _fail_on(self, f: CsvFile, errors: dict, loaded: int, columns: tuple[str, ...]) -> None:
