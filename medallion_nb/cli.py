@@ -137,7 +137,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     _quiet_papermill()
     project = load_project(args.project)
-    run_pipeline(project, layers=args.layer, select=args.select, parameters=dict(args.param), run_id=args.run_id,
+    parameters = dict(args.param)
+    if args.rebuild_source:
+        for name in args.rebuild_source:
+            project.source(name)  # an unknown name is a config error, named with the known ones
+        parameters["rebuild_sources"] = ",".join(args.rebuild_source)
+    run_pipeline(project, layers=args.layer, select=args.select, parameters=parameters, run_id=args.run_id,
                  observer=ConsoleProgress(), force=args.force, wait=args.wait, resume=args.resume)
     return EXIT_OK
 
@@ -199,6 +204,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", metavar="RUN_ID", type=_run_id,
                    help="continue run RUN_ID: run again, into its folder and with its parameters, the notebooks "
                         "that did not succeed")
+    p.add_argument("--rebuild-source", action="append", metavar="NAME", default=[],
+                   help="reload this source from all its current files (rows of vanished or changed files "
+                        "disappear); repeatable; passed to the notebooks as rebuild_sources")
     p.set_defaults(func=_cmd_run)
 
 

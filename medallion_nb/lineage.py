@@ -312,6 +312,9 @@ def notebook_lineage(project: Project, layer: Layer, path: Path) -> NotebookLine
         writes |= set(declared.writes or ())
     bronze = project.layers[0].name if "bronze" not in layers else "bronze"
     writes |= {f"{bronze}.{s}" for s in sources}
+    # A quarantining source also writes its rejects table.
+    writes |= {f"{bronze}.{src.rejects_table}" for src in project.sources
+               if src.name in sources and src.on_bad_rows == "quarantine"}
     reads -= writes
     order = {name: i for i, name in enumerate(layers)}
 

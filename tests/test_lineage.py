@@ -19,7 +19,8 @@ def test_the_demo_lineage_is_the_expected_table_graph():
     graph = {lineage.relative(nb.notebook): (nb.sources, nb.reads, nb.writes) for nb in lineage.notebooks}
     assert graph == {
         "notebooks/bronze.ipynb": (("customers", "orders", "products"), (),
-                                   ("bronze.customers", "bronze.orders", "bronze.products")),
+                                   ("bronze.customers", "bronze.customers_rejects", "bronze.orders",
+                                    "bronze.orders_rejects", "bronze.products", "bronze.products_rejects")),
         "notebooks/silver.ipynb": ((), ("bronze.customers", "bronze.orders", "bronze.products"),
                                    ("silver.customers", "silver.order_lines", "silver.orders",
                                     "silver.orders_quarantine", "silver.products")),

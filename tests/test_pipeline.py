@@ -9,6 +9,7 @@ from pathlib import Path
 
 import deltalake
 import duckdb
+import pyarrow as pa
 import pytest
 
 pytestmark = pytest.mark.notebook
@@ -21,9 +22,11 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 def read_delta(project: Path, layer: str, table: str) -> duckdb.DuckDBPyRelation:
     """Read a table with deltalake + DuckDB only: what a BI tool would do, no medallion_nb."""
-    files = deltalake.DeltaTable(str(project / "data" / "lake" / layer / table)).file_uris()
+    dt = deltalake.DeltaTable(str(project / "data" / "lake" / layer / table))
     con = duckdb.connect()
-    return con.sql("SELECT * FROM read_parquet($files)", params={"files": files})
+    if not dt.file_uris():  # an empty table (e.g. a source without rejects): its schema, no rows
+        return con.from_arrow(pa.schema(dt.schema().to_arrow()).empty_table())
+    return con.sql("SELECT * FROM read_parquet($files)", params={"files": dt.file_uris()})
 
 
 def expected_gold(raw: Path) -> dict[str, list[tuple]]:
@@ -111,6 +114,31 @@ def test_run_builds_the_lake_and_gold_matches_plain_sql(demo_project: Path):
     clean = read_delta(demo_project, "silver", "orders").project("count(*)").fetchall()
     assert distinct_orders[0][0] == clean[0][0] + quarantine.project("count(*)").fetchall()[0][0]
 
+    # Bronze accounts for every raw line: loaded into bronze.orders or kept in bronze.orders_rejects.
+    raw = duckdb.connect()
+    for path in sorted((demo_project / "data" / "raw" / "orders").glob("*.csv")):
+        lines = sum(1 for line in path.read_text().splitlines() if line.strip()) - 1
+        name = f"data/raw/orders/{path.name}"
+        loaded = read_delta(demo_project, "bronze", "orders").filter(f"_source_file = '{name}'").count("*")
+        rejected = read_delta(demo_project, "bronze", "orders_rejects").filter(f"_source_file = '{name}'").count("*")
+        assert loaded.fetchall()[0][0] + rejected.fetchall()[0][0] == lines, name
+    # ... and every order in the raw files is a clean order, in silver's quarantine, or a bronze reject.
+    raw_ids = {r[0] for r in raw.sql(f"SELECT DISTINCT split_part(line, ',', 1) FROM read_csv("
+                                     f"'{demo_project}/data/raw/orders/*.csv', columns={{'line': 'VARCHAR'}}, "
+                                     "delim='\t', header=true, quote='')").fetchall()}
+    rejected_ids = {r[0].split(",")[0] for r in read_delta(demo_project, "bronze", "orders_rejects")
+                    .project("raw_line").fetchall()}
+    assert rejected_ids, "the demo data has malformed order dates; bronze should reject them"
+    clean_ids = {r[0] for r in read_delta(demo_project, "silver", "orders").project("order_id").fetchall()}
+    held_ids = {r[0] for r in quarantine.project("order_id").fetchall()}
+    assert raw_ids == clean_ids | held_ids | rejected_ids
+    ingest = [e for layer in record["layers"] for nb in layer["notebooks"] for e in nb.get("events", [])
+              if e.get("kind") == "ingest"]
+    orders = next(e for e in ingest if e["source"] == "orders")
+    assert len(orders["files"]) == 35
+    assert sum(f["rejected"] for f in orders["files"]) == len(rejected_ids)
+    assert all(f["loaded"] + f["rejected"] == f["lines"] for f in orders["files"])
+
     before = snapshot(demo_project)
     second = cli("run", "--project", str(demo_project), "--run-id", "second", cwd=demo_project)
     assert second.returncode == 0, second.stdout + second.stderr
@@ -137,3 +165,30 @@ def test_a_backfill_run_date_builds_gold_as_of_that_day(demo_project: Path):
     days = read_delta(demo_project, "gold", "daily_sales").project("min(order_date), max(order_date)").fetchall()
     assert str(days[0][0]) == "2026-01-01"
     assert str(days[0][1]) == "2026-01-10"
+
+
+def test_rebuild_source_drops_the_rows_of_a_vanished_file(demo_project: Path):
+    first = cli("run", "--project", str(demo_project), "--layer", "bronze", "--run-id", "first", cwd=demo_project)
+    assert first.returncode == 0, first.stdout + first.stderr
+    gone = demo_project / "data/raw/orders/orders_2026-01-02.csv"
+    gone.unlink()
+    second = cli("run", "--project", str(demo_project), "--layer", "bronze", "--run-id", "second", "--force",
+                 cwd=demo_project)
+    assert second.returncode == 0, second.stdout + second.stderr
+    record = json.loads((demo_project / "runs" / "second" / "run.json").read_text())
+    (orders,) = [e for nb in record["layers"][0]["notebooks"] for e in nb.get("events", [])
+                 if e.get("kind") == "ingest" and e["source"] == "orders"]
+    assert "data/raw/orders/orders_2026-01-02.csv" in orders["warnings"][0]
+    files = read_delta(demo_project, "bronze", "orders").project("_source_file").distinct().fetchall()
+    assert ("data/raw/orders/orders_2026-01-02.csv",) in files
+
+    bad = cli("run", "--project", str(demo_project), "--rebuild-source", "refunds", cwd=demo_project)
+    assert bad.returncode == 2
+    assert "no source 'refunds' (sources are: orders, customers, products)" in bad.stderr
+
+    third = cli("run", "--project", str(demo_project), "--layer", "bronze", "--rebuild-source", "orders",
+                "--run-id", "third", cwd=demo_project)
+    assert third.returncode == 0, third.stdout + third.stderr
+    files = read_delta(demo_project, "bronze", "orders").project("_source_file").distinct().fetchall()
+    assert len(files) == 34
+    assert ("data/raw/orders/orders_2026-01-02.csv",) not in files
