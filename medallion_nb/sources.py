@@ -8,16 +8,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from medallion_nb.secrets import SecretText, parse
 from medallion_nb.validation import COLUMN, Checks, duckdb_type, kind
 
 LOAD_MODES = ("replace", "append", "merge")
-SOURCE_FORMATS = ("csv", "parquet", "json")
+FILE_FORMATS = ("csv", "parquet", "json")
+# Read through Arrow-native ADBC drivers (see medallion_nb.ingest.database).
+DATABASE_FORMATS = ("postgres", "sqlite")
+SOURCE_FORMATS = (*FILE_FORMATS, *DATABASE_FORMATS)
 ON_BAD_ROWS = ("fail", "quarantine")
 ON_SCHEMA_CHANGE = ("add_columns", "fail")
 # The encodings DuckDB's CSV reader decodes itself (others need an extension).
 CSV_ENCODINGS = ("utf-8", "utf-16", "latin-1")
 REJECTS_SUFFIX = "_rejects"
 SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+# A database table: name or schema.name (letters, digits, _ and $).
+DB_TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
 
 # CSV reader options a source sets with its own keys; given in options: they would
 # turn off the fixed-dialect read or bypass the accounting.
@@ -36,7 +42,10 @@ _CSV_MANAGED_OPTIONS = {
 }
 _SOURCE_KEYS = ("path", "format", "mode", "keys", "cursor", "date_in_name", "options", "schema", "null_values",
                 "encoding", "delimiter", "quote", "escape", "header", "date_format", "timestamp_format",
-                "decimal_separator", "on_bad_rows", "on_schema_change", "rename", "normalize_names")
+                "decimal_separator", "on_bad_rows", "on_schema_change", "rename", "normalize_names",
+                "url", "table", "query", "deletes")
+_DATABASE_KEYS = ("url", "table", "query", "deletes")
+_FILE_ONLY_KEYS = ("date_in_name", "options", "rename", "on_schema_change")
 _CSV_KEYS = ("null_values", "encoding", "delimiter", "quote", "escape", "header", "date_format",
              "timestamp_format", "decimal_separator", "on_bad_rows", "normalize_names")
 
@@ -69,6 +78,17 @@ class Source:
     # Header name -> column name, applied before anything else looks at the columns.
     rename: Mapping[str, str] = field(default_factory=dict)
     normalize_names: bool = False
+    # Database sources: a connection string (postgres; usually a SecretText), a table or a query,
+    # and whether rows gone from the source are deleted from bronze (merge only).
+    url: str | SecretText | None = None
+    table: str | None = None
+    query: str | None = None
+    deletes: bool = False
+
+    @property
+    def is_database(self) -> bool:
+        """Whether rows come from a database (``format: postgres`` or ``sqlite``) rather than files."""
+        return self.format in DATABASE_FORMATS
 
     @property
     def rejects_table(self) -> str:
@@ -99,7 +119,7 @@ class SourceChecks(Checks):
             if sname.endswith(REJECTS_SUFFIX) and sname[: -len(REJECTS_SUFFIX)] in raw:
                 self.problem(key, f"clashes with the rejects table of source {sname[: -len(REJECTS_SUFFIX)]!r} "
                                   f"(bronze.{sname}); rename the source")
-            spec = self.mapping(spec, key, _SOURCE_KEYS, ("path",))
+            spec = self.mapping(spec, key, _SOURCE_KEYS)
             if not spec:
                 continue
             source = self.source(sname, spec, key)
@@ -110,6 +130,13 @@ class SourceChecks(Checks):
     def source(self, sname: str, spec: dict, key: str) -> Source | None:
         path = self.string(spec.get("path"), f"{key}.path") if "path" in spec else None
         fmt = self.choice(spec.get("format", _guess_format(path)), f"{key}.format", SOURCE_FORMATS)
+        if fmt in DATABASE_FORMATS:
+            return self.database_source(sname, spec, key, fmt, path)
+        if path is None and "path" not in spec:
+            self.problem(f"{key}.path", "missing (required)")
+        given = [k for k in _DATABASE_KEYS if k in spec]
+        if fmt and given:
+            self.problem(key, f"{', '.join(given)}: only for database sources (format: postgres or sqlite)")
         mode = self.choice(spec.get("mode", "append"), f"{key}.mode", LOAD_MODES)
         keys = self.names(spec["keys"], f"{key}.keys") if "keys" in spec else ()
         if mode == "merge" and not keys:
@@ -164,6 +191,68 @@ class SourceChecks(Checks):
             return None
         return Source(sname, path, fmt, mode, keys, cursor, date_in_name, dict(options), **settings)
 
+    def database_source(self, sname: str, spec: dict, key: str, fmt: str, path: str | None) -> Source | None:
+        """A ``format: postgres`` or ``sqlite`` source: a table or a query, read in batches."""
+        wrong = [k for k in (*_CSV_KEYS, *_FILE_ONLY_KEYS) if k in spec]
+        if wrong:
+            self.problem(key, f"{', '.join(wrong)}: not for {fmt} sources (they read a table or a query)")
+        url: str | SecretText | None = None
+        if fmt == "postgres":
+            if "path" in spec:
+                self.problem(f"{key}.path", "not for postgres sources; give url: ${NAME} (a connection string "
+                                            "from the environment)")
+            url = self.connection_url(spec.get("url"), f"{key}.url") if "url" in spec else None
+            if "url" not in spec:
+                self.problem(f"{key}.url", "missing (required): the connection string, from a secret, e.g. "
+                                           "url: ${ORDERS_DB_URL}")
+        else:
+            if "url" in spec:
+                self.problem(f"{key}.url", "not for sqlite sources; give path: (the database file)")
+            if "path" not in spec:
+                self.problem(f"{key}.path", "missing (required): the SQLite database file")
+        table = self.string(spec["table"], f"{key}.table", DB_TABLE, "a table name (name or schema.name)") \
+            if "table" in spec else None
+        query = self.string(spec["query"], f"{key}.query") if "query" in spec else None
+        if ("table" in spec) == ("query" in spec):
+            self.problem(key, "give either table: (a table to copy) or query: (a SELECT), exactly one")
+        mode = self.choice(spec.get("mode", "append"), f"{key}.mode", LOAD_MODES)
+        keys = self.names(spec["keys"], f"{key}.keys") if "keys" in spec else ()
+        cursor = self.string(spec["cursor"], f"{key}.cursor") if "cursor" in spec else None
+        if mode == "merge" and not keys:
+            self.problem(f"{key}.keys", "required when mode is merge (the columns that identify a row)")
+        if mode == "append" and "cursor" not in spec:
+            self.problem(f"{key}.cursor", "required when a database source is appended: the column whose values "
+                                          "only grow (an id, or an updated_at), so each run reads only new rows")
+        if mode == "replace" and cursor:
+            self.problem(f"{key}.cursor", "not used with mode: replace (every run reads the whole source)")
+        deletes = self.boolean(spec.get("deletes", False), f"{key}.deletes")
+        if deletes and mode != "merge":
+            self.problem(f"{key}.deletes", "only with mode: merge (rows gone from the source are deleted by key)")
+        schema = self.schema(spec.get("schema", {}), f"{key}.schema")
+        if not (fmt and mode) or (fmt == "postgres" and url is None) or (fmt == "sqlite" and not path) \
+                or not (table or query):
+            return None
+        return Source(sname, path or "", fmt, mode, keys, cursor, schema=schema, url=url, table=table, query=query,
+                      deletes=deletes)
+
+    def connection_url(self, raw: Any, key: str) -> str | SecretText | None:
+        """A connection string: from a secret, or at least with no password written in plain text."""
+        if not isinstance(raw, str) or not raw.strip():
+            self.problem(key, f"expected a connection string such as ${{ORDERS_DB_URL}}, got {kind(raw)}")
+            return None
+        value = parse(raw, key)
+        literal = value.literal_parts() if value is not None else raw
+        if _has_password(literal):
+            self.problem(key, "has a password written in plain text; medallion.yaml is not the place for it: "
+                              "write the whole connection string as ${NAME} (e.g. url: ${ORDERS_DB_URL}) or only "
+                              "the password (postgresql://app:${ORDERS_DB_PASSWORD}@db:5432/shop), and set the "
+                              "variable in the environment (docs/secrets.md)")
+            return None
+        if value is None and not raw.startswith(("postgresql://", "postgres://")):
+            self.problem(key, f"{raw!r} is not a postgresql:// URL or a ${{NAME}} reference")
+            return None
+        return value if value is not None else raw
+
     def schema(self, raw: Any, key: str) -> tuple[tuple[str, str], ...]:
         if not isinstance(raw, dict):
             self.problem(key, f"expected a mapping of column name to DuckDB type, got {kind(raw)}")
@@ -214,6 +303,15 @@ class SourceChecks(Checks):
         return canonical
 
 
+def _has_password(url: str) -> bool:
+    """Whether a connection string carries a password of its own (``user:pw@`` or ``password=``)."""
+    if re.search(r"(^|[?&\s])password\s*=\s*[^&\s]", url, re.IGNORECASE):
+        return True
+    rest = url.split("://", 1)[1] if "://" in url else ""
+    userinfo, at, _ = rest.partition("/")[0].rpartition("@")
+    return bool(at) and ":" in userinfo and bool(userinfo.split(":", 1)[1])
+
+
 def _option_value(value: Any) -> bool:
     if isinstance(value, dict):
         return all(isinstance(k, str) and _option_value(v) for k, v in value.items())
@@ -222,7 +320,8 @@ def _option_value(value: Any) -> bool:
 
 def _guess_format(path: str | None) -> str:
     if path:
-        for fmt, endings in (("parquet", (".parquet",)), ("json", (".json", ".jsonl", ".ndjson"))):
+        for fmt, endings in (("parquet", (".parquet",)), ("json", (".json", ".jsonl", ".ndjson")),
+                             ("sqlite", (".sqlite", ".sqlite3"))):
             if path.endswith(endings):
                 return fmt
     return "csv"

@@ -2,7 +2,8 @@
 
 Each run reads only what is new: files not ingested before (by path and size),
 and, where a source has a cursor column, rows past the highest cursor already
-loaded. CSV files are read on a fixed dialect with the source's declared types,
+loaded. Database sources (PostgreSQL, SQLite) stream a table or a query in
+batches (:mod:`medallion_nb.ingest.database`). CSV files are read on a fixed dialect with the source's declared types,
 null markers and encoding; every file's data lines are accounted for as rows
 loaded or rows rejected (``bronze.<source>_rejects``). Rows get lineage columns
 (``_ingested_at``, ``_source_file``, ``_run_id``).
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from medallion_nb.errors import IngestError
 from medallion_nb.ingest.csvfiles import LINEAGE_COLUMNS
+from medallion_nb.ingest.database import ingest_database
 from medallion_nb.ingest.files import STATE_KEY, parse_run_date
 from medallion_nb.ingest.load import ingest_source
 from medallion_nb.ingest.report import FileReport, IngestReport, IngestResult
@@ -53,7 +55,8 @@ def ingest_sources(lake: Lakehouse, source: str | None = None, *, run_date: str 
     due = parse_run_date(run_date)
     report = IngestReport()
     for src in sources:
-        result = ingest_source(lake, src, due, full_refresh or src.name in names)
+        again = full_refresh or src.name in names
+        result = ingest_database(lake, src, again) if src.is_database else ingest_source(lake, src, due, again)
         report_ingest(result.to_log(lake.run_id))
         report.append(result)
     return report

@@ -48,12 +48,16 @@ class IngestResult:
     rejected: int = 0
     warnings: tuple[str, ...] = ()
     rejects_table: str | None = None
+    # Database sources: what was read, e.g. "from postgres table public.orders (updated_at <= ...)".
+    read: str | None = None
 
     def __repr__(self) -> str:
         return f"<IngestResult {self}>"
 
     def __str__(self) -> str:
-        if not self.new_files:
+        if self.read is not None:
+            text = f"{self.table}: {self.rows:,} rows {self.read}" if self.new_files else f"{self.table}: {self.read}"
+        elif not self.new_files:
             text = f"{self.table}: nothing new ({self.source})"
         else:
             text = f"{self.table}: {self.rows:,} rows from {len(self.new_files)} new file(s)"
@@ -66,7 +70,7 @@ class IngestResult:
         return {"kind": "ingest", "source": self.source, "table": self.table, "run_id": run_id,
                 "rows": self.rows, "rejected": self.rejected, "rejects_table": self.rejects_table,
                 "files": [f.to_dict() for f in self.files], "warnings": list(self.warnings),
-                "notes": list(self.notes)}
+                "notes": list(self.notes), **({"read": self.read} if self.read is not None else {})}
 
 
 class IngestReport(list):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import uuid
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -47,8 +48,10 @@ class State:
         """A digest of the raw files of a source: their names, sizes and modification times."""
         spec = self.project.source(name)
         pattern = spec.path if Path(spec.path).is_absolute() else str(self.project.root / spec.path)
-        if "://" in spec.path:
-            return {"files": None, "digest": None}  # not on local disk: cannot tell, always changed
+        if "://" in spec.path or spec.is_database:
+            # Not files on local disk (a database changes without a file changing): cannot tell, so a
+            # digest that never matches the last run's: always changed.
+            return {"files": None, "digest": f"unknown-{uuid.uuid4().hex}"}
         digest = hashlib.sha256()
         files = sorted(glob.glob(pattern, recursive=True))
         for path in files:
