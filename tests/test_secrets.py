@@ -127,8 +127,11 @@ def files_containing(folder, value: str) -> list[str]:
 
 
 def secret_project(root):
-    return write_project(root, f"name: leaky\nlayers:{THREE_LAYERS}\nparameters:\n  api_token: ${{API_TOKEN}}\n", {
-        "notebooks/bronze.ipynb": notebook_text(CONNECT, USE_SECRET),
+    sources = "sources:\n  shop_orders:\n    format: postgres\n    url: ${PG_URL}\n    table: leak.orders\n" \
+              "    mode: merge\n    keys: [id]\n"
+    return write_project(root, f"name: leaky\nlayers:{THREE_LAYERS}\nparameters:\n  api_token: ${{API_TOKEN}}\n"
+                               f"{sources}", {
+        "notebooks/bronze.ipynb": notebook_text(CONNECT, "lake.ingest()", USE_SECRET),
         "notebooks/silver.ipynb": notebook_text(CONNECT, 'lake.write("silver.proof", "select * from bronze.proof")'),
         "notebooks/gold.ipynb": notebook_text(CONNECT, 'lake.write("gold.proof", "select * from silver.proof")'),
     })
@@ -141,7 +144,7 @@ def expected_digest() -> str:
 
 
 @pytest.mark.notebook
-def test_no_artefact_of_a_cli_run_or_a_kestra_execution_holds_the_secret(tmp_path, monkeypatch):
+def test_no_artefact_of_a_cli_run_or_a_kestra_execution_holds_the_secret(tmp_path, monkeypatch, postgres_server):
     import os
     import subprocess
     import sys
@@ -150,17 +153,24 @@ def test_no_artefact_of_a_cli_run_or_a_kestra_execution_holds_the_secret(tmp_pat
     import yaml
     from kestra_sim import Execution, check_references, flow_inputs, run_flow
 
+    postgres_server.execute("create schema if not exists leak", "drop table if exists leak.orders",
+                            "create table leak.orders (id int primary key, item text)",
+                            "insert into leak.orders values (1, 'tea'), (2, 'cake')")
+    password = postgres_server.password
     venv_bin = os.path.dirname(sys.executable)
-    env = {**os.environ, "API_TOKEN": TOKEN, "PATH": venv_bin + os.pathsep + os.environ.get("PATH", "")}
+    env = {**os.environ, "API_TOKEN": TOKEN, "PG_URL": postgres_server.url,
+           "PATH": venv_bin + os.pathsep + os.environ.get("PATH", "")}
     root = secret_project(tmp_path / "cli")
     proc = subprocess.run([sys.executable, "-m", "medallion_nb", "run", "--project", str(root), "--run-id", "r1"],
                           capture_output=True, text=True, env=env, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    with connect(root) as lake:  # the kernel did get the value
+    with connect(root) as lake:  # the kernel did get the values
         assert lake.sql("select digest from gold.proof").fetchall() == [(expected_digest(),)]
+        assert lake.count("bronze.shop_orders") == 2
     assert (root / "runs" / "r1" / "run.json").is_file()
-    assert TOKEN not in proc.stdout + proc.stderr
-    assert files_containing(root, TOKEN) == []
+    for secret in (TOKEN, password):
+        assert secret not in proc.stdout + proc.stderr
+        assert files_containing(root, secret) == []
 
     # The generated flow names the secret, Kestra resolves it into the task's env, and nothing keeps it.
     flow_root = secret_project(tmp_path / "flow")
@@ -169,15 +179,19 @@ def test_no_artefact_of_a_cli_run_or_a_kestra_execution_holds_the_secret(tmp_pat
     flow = yaml.safe_load(flow_file.read_text(encoding="utf-8"))
     assert check_references(flow) == []
     assert all(t["env"]["API_TOKEN"] == "{{ secret('API_TOKEN') }}" for t in flow["tasks"])
-    monkeypatch.delenv("API_TOKEN", raising=False)  # only Kestra's secret store has it
-    execution = Execution("exec-secret", datetime.now(UTC), flow_inputs(flow), secrets={"API_TOKEN": TOKEN})
+    assert all(t["env"]["PG_URL"] == "{{ secret('PG_URL') }}" for t in flow["tasks"])
+    for name in ("API_TOKEN", "PG_URL"):  # only Kestra's secret store has them
+        monkeypatch.delenv(name, raising=False)
+    execution = Execution("exec-secret", datetime.now(UTC), flow_inputs(flow),
+                          secrets={"API_TOKEN": TOKEN, "PG_URL": postgres_server.url})
     run_flow(flow, execution, tmp_path / "work", variables={"project_dir": str(flow_root)}, path_prefix=venv_bin)
     assert execution.failed is None, execution.error_logs
     with connect(flow_root) as lake:
         assert lake.sql("select digest from gold.proof").fetchall() == [(expected_digest(),)]
-    assert all(TOKEN not in run.stdout + run.stderr for run in execution.runs.values())
-    assert files_containing(flow_root, TOKEN) == []
-    assert files_containing(tmp_path / "work", TOKEN) == []
+    for secret in (TOKEN, password):
+        assert all(secret not in run.stdout + run.stderr for run in execution.runs.values())
+        assert files_containing(flow_root, secret) == []
+        assert files_containing(tmp_path / "work", secret) == []
 
 
 def test_the_compose_file_reads_kestra_secrets_from_an_env_file_only_when_needed(tmp_path):
