@@ -60,7 +60,9 @@ def test_template_notebooks_follow_the_contract(name):
     params = [c for c in book.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(params) == 1
     lines = params[0].source.splitlines()
-    assert [line.split("=")[0].strip() for line in lines] == ["project_dir", "run_id", "run_date", "full_refresh"]
+    names = [line.split("=")[0].strip() for line in lines]
+    assert names[:4] == ["project_dir", "run_id", "run_date", "full_refresh"]
+    assert names[4:] == (["rebuild_sources"] if name == "bronze" else [])
     assert all("  # " in line for line in lines)  # name = literal  # help
     assert set(inspect_notebook(str(path))) >= {"project_dir", "run_id", "run_date", "full_refresh"}
     code = [c for c in book.cells if c.cell_type == "code"]
@@ -130,10 +132,15 @@ def test_init_then_run_then_export_works(tmp_path):
         daily = lake.sql("SELECT sale_date::VARCHAR, store_id, sales, units, revenue::DOUBLE "
                          "FROM gold.daily_store_sales ORDER BY ALL").fetchall()
         quarantined = lake.sql("SELECT sale_id, _quarantine_reason FROM silver.sales_quarantine ORDER BY 1").fetchall()
+        rejected = lake.sql("SELECT _source_file, line, column_name, raw_line FROM bronze.sales_rejects "
+                            "ORDER BY 1, 2").fetchall()
     # Straight from the sample CSVs: 1005 arrives twice (kept once), 1006 has an unknown store,
-    # 1010 a zero quantity, 1011 a broken timestamp; " S3" is trimmed.
-    assert quarantined == [("1006", "unknown store"), ("1010", "quantity not positive"),
-                           ("1011", "sold_at is not a timestamp")]
+    # 1010 a zero quantity; 1011's timestamp and 1016's quantity do not fit their declared types;
+    # " S3" is trimmed.
+    assert quarantined == [("1006", "unknown store"), ("1010", "quantity not positive")]
+    assert rejected == [("data/raw/sales/sales_2026-01-02.csv", 6, "sold_at", "1011,not a time,S3,Coffee,1,3.50"),
+                        ("data/raw/sales/sales_2026-01-03.csv", 6, "quantity",
+                         "1016,2026-01-03T18:20:00,S1,Coffee,2 cups,3.50")]
     assert daily == [
         ("2026-01-01", "S1", 2, 5, 12.4), ("2026-01-01", "S2", 2, 2, 11.5), ("2026-01-01", "S3", 1, 2, 13.8),
         ("2026-01-02", "S1", 1, 1, 3.5), ("2026-01-02", "S2", 1, 2, 8.0), ("2026-01-02", "S3", 1, 4, 7.2),
