@@ -259,19 +259,20 @@ layers: [{name: bronze, notebook: nb.ipynb}]
 sources:
   items: {path: "i_*.csv", schema: {n: INTEGER}, on_bad_rows: quarantine}
 """, {"nb.ipynb": NOTEBOOK, "i_1.csv": "n\n1\nx\n2\n"})
-    from medallion_nb.lakehouse import Lakehouse
+    from medallion_nb.storage import Staged
 
-    real_write = Lakehouse.write
+    real_commit = Staged.commit
 
-    def crash_on_data(self, name, *args, **kwargs):
-        if name == "bronze.items":
+    def crash_on_data(self, *args, **kwargs):
+        if self.table == "bronze.items":
             raise mnb.LakeError("disk full")
-        return real_write(self, name, *args, **kwargs)
+        return real_commit(self, *args, **kwargs)
 
-    monkeypatch.setattr(Lakehouse, "write", crash_on_data)
+    monkeypatch.setattr(Staged, "commit", crash_on_data)
     with pytest.raises(IngestError, match="disk full"):
         ingest(root)
-    monkeypatch.setattr(Lakehouse, "write", real_write)
+    assert query(root, "SELECT line FROM bronze.items_rejects") == [(3,)]  # committed before the crash
+    monkeypatch.setattr(Staged, "commit", real_commit)
     assert ingest(root, run_id="r2")["items"].rejected == 1
     assert query(root, "SELECT line, raw_line, _run_id FROM bronze.items_rejects") == [(3, "x", "r2")]
     assert query(root, "SELECT n FROM bronze.items ORDER BY n") == [(1,), (2,)]

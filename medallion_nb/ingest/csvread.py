@@ -147,8 +147,20 @@ class CsvBatchReader:
 
     def _scan(self, paths: list[str], columns: tuple[str, ...], *, header: bool) -> _Scan:
         self._n += 1
-        table, errors, scans = (f"__ingest_{kind}_{self.source.name}_{self._n}" for kind in ("rows", "rej", "scan"))
+        table = f"__ingest_rows_{self.source.name}_{self._n}"
         self._stages.append(table)
+        select, errors, scans = self.read_sql(paths, columns, header=header)
+        self.con.execute(f"CREATE TEMP TABLE {table} AS {select}")
+        counts = dict(self.con.execute(f"SELECT __file, count(*) FROM {table} GROUP BY 1").fetchall())
+        return _Scan(Stage(table, columns), counts, self.rejects_of(errors, scans))
+
+    def read_sql(self, paths: list[str], columns: tuple[str, ...], *, header: bool) -> tuple[str, str, str]:
+        """The ``read_csv`` query of some files (column ``__file`` names each row's file), and its reject tables.
+
+        The reject tables are filled when the query has run; see :meth:`rejects_of`.
+        """
+        self._n += 1
+        errors, scans = (f"__ingest_{kind}_{self.source.name}_{self._n}" for kind in ("rej", "scan"))
         self._aux += [errors, scans]
         src = self.source
         options: dict[str, object] = {
@@ -167,16 +179,29 @@ class CsvBatchReader:
         if src.null_values:
             text += ", nullstr = [" + ", ".join(literal(v) for v in src.null_values) + "]"
         files = ", ".join(literal(p) for p in paths)
-        self.con.execute(f"CREATE TEMP TABLE {table} AS SELECT * FROM read_csv([{files}]{text})")
-        counts = dict(self.con.execute(f"SELECT __file, count(*) FROM {table} GROUP BY 1").fetchall())
+        return f"SELECT * FROM read_csv([{files}]{text})", errors, scans
+
+    def rejects_of(self, errors: str, scans: str) -> dict[str, dict[int, list]]:
+        """DuckDB's rejects of a read: per file, per record position, its errors."""
         found: dict[str, dict[int, list]] = defaultdict(lambda: defaultdict(list))
+        if not self.con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [errors]).fetchall()[0][0]:
+            return found  # the read never ran (e.g. no rows were asked for)
         for path, pos, column, kind, line, message in self.con.execute(
             f"SELECT s.file_path, e.line_byte_position, e.column_name, CAST(e.error_type AS VARCHAR), e.csv_line, "
             f"e.error_message FROM {errors} e JOIN {scans} s ON e.scan_id = s.scan_id AND e.file_id = s.file_id "
             "ORDER BY 1, 2"
         ).fetchall():
             found[path][int(pos)].append((column, kind, line or "", message or kind))
-        return _Scan(Stage(table, columns), counts, found)
+        return found
+
+    def accept(self, batch: Batch, f: CsvFile, loaded: int, errors: dict) -> bool:
+        """Record a file read in one pass if its rows and rejects add up to its lines (and may be kept)."""
+        if errors and not self.quarantine:
+            return False
+        if any(e[1] == UNQUOTED for errs in errors.values() for e in errs) or loaded + len(errors) != f.lines:
+            return False
+        self._record(batch, f, loaded, errors)
+        return True
 
     def _balanced(self, stage: Stage, absolute: str, loaded: int, errors: dict, lines: int) -> int | None:
         """The file's records if rows loaded + records rejected account for every data line, else None."""
@@ -284,10 +309,15 @@ class CsvBatchReader:
             self._count(batch, f, 0, 1)
             start += end
         report = batch.files.get(f.path) or FileReport(f.path, f.lines, 0, 0)
-        if report.loaded + report.rejected != f.lines:
-            missing = f.lines - report.loaded - report.rejected
-            batch.files[f.path] = FileReport(f.path, f.lines, report.loaded, report.rejected,
-                                             f"{missing} line(s) could not be accounted for")
+        if report.loaded + report.rejected != report.lines:
+            # Never load a file whose lines do not add up: keep all of it as rejects instead.
+            for stage in [s for s in batch.stages if s.file == f.path]:
+                batch.stages.remove(stage)
+                self.con.execute(f"DROP TABLE IF EXISTS {stage.table}")
+            batch.rejects = [r for r in batch.rejects if r.file != f.path]
+            del batch.files[f.path]
+            self._whole_file(batch, f, f"{report.lines - report.loaded - report.rejected} line(s) could not be "
+                                       "accounted for when re-read around its unterminated quote(s)")
 
     def _keep(self, batch: Batch, f: CsvFile, scan: _Scan, first_line: int, piece: bytes) -> None:
         scan.stage.file = f.path

@@ -25,6 +25,7 @@ from medallion_nb.ingest.files import STATE_KEY, Found, find_files, is_due, read
 from medallion_nb.ingest.report import FileReport, IngestResult
 from medallion_nb.sources import Source
 from medallion_nb.sql import DELTA_CASTS, literal, quote_name
+from medallion_nb.storage import Staged
 
 if TYPE_CHECKING:
     from medallion_nb.lakehouse import Lakehouse
@@ -81,22 +82,31 @@ def ingest_source(lake: Lakehouse, source: Source, due: date | None, rebuild: bo
         return IngestResult(source.name, table, source.mode, (), 0, not_yet, warnings=tuple(warnings))
     existing = _columns(lake, table) if exists and not fresh else {}
     ingested_at = datetime.now(UTC)
-    batch, rel, columns = (_read_csv(lake, source, to_read, existing, ingested_at, notes) if source.format == "csv"
-                           else _read_other(lake, source, to_read, ingested_at))
+    mode = "replace" if fresh else source.mode
+    staged = None
+    if source.format == "csv":
+        batch, rel, columns, staged = _read_csv(lake, source, table, mode, to_read, existing, ingested_at, notes)
+    else:
+        batch, rel, columns = _read_other(lake, source, to_read, ingested_at)
     try:
         return _commit(lake, source, table, batch, rel, columns, fresh, exists, to_read, state, ingested_at,
-                       not_yet, warnings, notes)
+                       not_yet, warnings, notes, staged)
     finally:
+        if staged is not None:
+            staged.abort()  # a no-op once committed
         for stage in batch.stages:
             lake.con.execute(f"DROP TABLE IF EXISTS {stage.table}")
 
 
 def _commit(lake: Lakehouse, source: Source, table: str, batch: Batch, rel: duckdb.DuckDBPyRelation | None,
             columns: dict[str, str], fresh: bool, exists: bool, to_read: list[Found], state: dict[str, int],
-            ingested_at: datetime, not_yet: tuple[str, ...], warnings: list[str], notes: list[str]) -> IngestResult:
-    if rel is not None and source.cursor and not fresh:
+            ingested_at: datetime, not_yet: tuple[str, ...], warnings: list[str], notes: list[str],
+            staged: Staged | None = None) -> IngestResult:
+    if staged is not None:
+        rel = staged.relation  # read, audited and written as Parquet already; committed below
+    if staged is None and rel is not None and source.cursor and not fresh:
         rel = _past_cursor(lake, source, rel, table)
-    if rel is not None and source.mode == "merge":
+    if staged is None and rel is not None and source.mode == "merge":
         rel = _latest_per_key(source, rel)
     if rel is None and exists:
         columns = _columns(lake, table)  # no rows: keep the table's schema as it is
@@ -115,9 +125,12 @@ def _commit(lake: Lakehouse, source: Source, table: str, batch: Batch, rel: duck
                             rejects_table=rejects_table)
     new_state = {**state, **{f.path: f.size for f in to_read}}
     mode = "replace" if fresh else source.mode
+    metadata = {STATE_KEY: json.dumps(new_state, sort_keys=True)}
     try:
-        result = lake.write(table, rel, mode=mode, key=source.keys or None,
-                            metadata={STATE_KEY: json.dumps(new_state, sort_keys=True)})
+        if staged is not None:
+            result = staged.commit(metadata)
+        else:
+            result = lake.write(table, rel, mode=mode, key=source.keys or None, metadata=metadata)
     except LakeError as exc:
         raise IngestError(f"source {source.name}: {exc.message}", hint=exc.hint) from exc
     return IngestResult(source.name, table, source.mode, tuple(f.path for f in to_read), result.rows, not_yet,
@@ -125,8 +138,9 @@ def _commit(lake: Lakehouse, source: Source, table: str, batch: Batch, rel: duck
 
 
 # -- CSV -----------------------------------------------------------------------
-def _read_csv(lake: Lakehouse, source: Source, to_read: list[Found], existing: dict[str, str],
-              ingested_at: datetime, notes: list[str]) -> tuple[Batch, duckdb.DuckDBPyRelation | None, dict[str, str]]:
+def _read_csv(lake: Lakehouse, source: Source, table: str, mode: str, to_read: list[Found], existing: dict[str, str],
+              ingested_at: datetime, notes: list[str]
+              ) -> tuple[Batch, duckdb.DuckDBPyRelation | None, dict[str, str], Staged | None]:
     infos = [inspect(f.path, f.absolute, f.size, source) for f in to_read]
     empty = {f.path: FileReport(f.path, 0, 0, 0, "empty file (0 bytes): nothing loaded") for f in infos
              if f.size == 0}
@@ -134,8 +148,16 @@ def _read_csv(lake: Lakehouse, source: Source, to_read: list[Found], existing: d
                   if f.size and f.lines == 0 and f.text})
     readable = [f for f in infos if f.path not in empty]
     columns, names, readable = _resolve_columns(source, readable, existing, notes)
-    types = {name: dtype for name, dtype in columns.items()}
-    reader = CsvBatchReader(lake.con, source, types)
+    prefix = str(lake.project.root.resolve()) + "/"
+    lineage = (f"TIMESTAMPTZ {literal(ingested_at.isoformat())} AS _ingested_at, {{file}} AS _source_file, "
+               f"{literal(lake.run_id)} AS _run_id")
+    by_prefix = f"CASE WHEN starts_with(__file, {literal(prefix)}) THEN __file[{len(prefix) + 1}:] ELSE __file END"
+    if readable and mode in ("append", "replace") and not source.cursor and not any(f.problem for f in readable):
+        direct = _stage_direct(lake, source, table, mode, readable, names, columns, lineage.format(file=by_prefix))
+        if direct is not None:
+            direct[0].files.update(empty)
+            return direct[0], None, columns, direct[1]
+    reader = CsvBatchReader(lake.con, source, columns)
     try:
         batch = reader.read(readable, names)
     except BaseException:
@@ -144,18 +166,54 @@ def _read_csv(lake: Lakehouse, source: Source, to_read: list[Found], existing: d
     reader.release()
     batch.files.update(empty)
     if not batch.stages:
-        return batch, None, columns
-    prefix = str(lake.project.root.resolve()) + "/"
+        return batch, None, columns, None
     parts = []
     for stage in batch.stages:
-        have = set(stage.columns)
-        select = [quote_name(c) if c in have else f"CAST(NULL AS {dtype}) AS {quote_name(c)}"
-                  for c, dtype in columns.items()]
-        file = literal(stage.file) if stage.file else (
-            f"CASE WHEN starts_with(__file, {literal(prefix)}) THEN __file[{len(prefix) + 1}:] ELSE __file END")
-        parts.append(f"SELECT {', '.join(select)}, TIMESTAMPTZ {literal(ingested_at.isoformat())} AS _ingested_at, "
-                     f"{file} AS _source_file, {literal(lake.run_id)} AS _run_id FROM {stage.table}")
-    return batch, lake.con.sql(" UNION ALL ".join(parts)), columns
+        file = literal(stage.file) if stage.file else by_prefix
+        parts.append(f"SELECT {_select(columns, stage.columns)}, {lineage.format(file=file)} FROM {stage.table}")
+    return batch, lake.con.sql(" UNION ALL ".join(parts)), columns, None
+
+
+def _stage_direct(lake: Lakehouse, source: Source, table: str, mode: str, files: list[CsvFile],
+                  names: dict[str, tuple[str, ...]], columns: dict[str, str], lineage: str
+                  ) -> tuple[Batch, Staged] | None:
+    """The fast path: DuckDB reads the files straight into the staged Parquet of the write, then the
+    rows and rejects of every file are checked against its lines before anything is committed.
+
+    None when any file needs the careful path (a bad row with ``fail``, an unterminated quote, lines
+    that do not add up, a read error): nothing is staged then, and the careful path names the problem.
+    """
+    reader = CsvBatchReader(lake.con, source, columns)
+    groups: dict[tuple[str, ...], list[CsvFile]] = {}
+    for f in files:
+        groups.setdefault(names[f.path], []).append(f)
+    parts, reads = [], []
+    for cols, group in groups.items():
+        select, errors, scans = reader.read_sql([f.absolute for f in group], cols, header=source.header)
+        parts.append(f"SELECT {_select(columns, cols)}, {lineage} FROM ({select})")
+        reads.append((errors, scans))
+    try:
+        staged = lake.stage(table, " UNION ALL ".join(parts), mode=mode)
+    except LakeError:
+        reader.release()
+        return None
+    counts = dict(staged.relation.aggregate("_source_file, count(*)").fetchall())
+    found: dict[str, dict] = {}
+    for errors, scans in reads:
+        found.update(reader.rejects_of(errors, scans))
+    batch = Batch()
+    ok = all(reader.accept(batch, f, counts.get(f.path, 0), found.get(f.absolute, {})) for f in files)
+    reader.release()
+    if not ok:
+        staged.abort()
+        return None
+    return batch, staged
+
+
+def _select(columns: dict[str, str], have: tuple[str, ...]) -> str:
+    """The batch's columns from a read that has ``have``: the others as typed NULLs."""
+    return ", ".join(quote_name(c) if c in have else f"CAST(NULL AS {dtype}) AS {quote_name(c)}"
+                     for c, dtype in columns.items())
 
 
 def _resolve_columns(source: Source, files: list[CsvFile], existing: dict[str, str], notes: list[str]
