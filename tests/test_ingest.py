@@ -327,3 +327,50 @@ def test_ingest_is_recorded_in_the_write_log_per_file(root: Path, tmp_path: Path
         {"file": "raw/events/events_2026-01-02.csv", "lines": 1, "loaded": 1, "rejected": 0},
     ]
     assert (events["rows"], events["rejected"], events["run_id"]) == (3, 0, "r1")
+
+
+def test_rename_and_normalize_names_give_plain_column_names(tmp_path: Path):
+    root = write_project(tmp_path / "q", """
+name: q
+layers: [{name: bronze, notebook: nb.ipynb}]
+sources:
+  renamed: {path: r.csv, rename: {"Order ID": order_id, "Unit Price (EUR)": price}, schema: {price: DOUBLE}}
+  normalized: {path: n.csv, normalize_names: true, rename: {"2nd Address": address_2}}
+""", {"nb.ipynb": NOTEBOOK, "r.csv": 'Order ID,Unit Price (EUR),note\nA1,2.5,x\n',
+      "n.csv": "Order ID, Unit Price (EUR) ,2nd Address,1st Line\nA1,2.5,here,there\n"})
+    ingest(root)
+    assert query(root, "SELECT order_id, price, note FROM bronze.renamed") == [("A1", 2.5, "x")]
+    with mnb.connect(root) as lake:
+        assert lake.table("bronze.normalized").columns[:4] == ["order_id", "unit_price_eur", "address_2", "_1st_line"]
+
+
+def test_headerless_files_take_their_columns_from_the_schema(tmp_path: Path):
+    root = write_project(tmp_path / "q", """
+name: q
+layers: [{name: bronze, notebook: nb.ipynb}]
+sources:
+  rows: {path: "r_*.txt", format: csv, header: false, delimiter: "|", schema: {id: INTEGER, name: VARCHAR}}
+""", {"nb.ipynb": NOTEBOOK, "r_1.txt": "1|a\n2|b\n", "r_2.txt": "3|c\n"})
+    result = ingest(root)["rows"]
+    assert [(f.lines, f.loaded) for f in result.files] == [(2, 2), (1, 1)]
+    assert query(root, "SELECT id, name FROM bronze.rows ORDER BY id") == [(1, "a"), (2, "b"), (3, "c")]
+
+
+def test_parquet_and_json_sources_still_load_with_per_file_counts(tmp_path: Path):
+    import duckdb
+
+    root = write_project(tmp_path / "q", """
+name: q
+layers: [{name: bronze, notebook: nb.ipynb}]
+sources:
+  events: {path: "e_*.parquet"}
+  docs: {path: "d_*.json", mode: merge, keys: [id]}
+""", {"nb.ipynb": NOTEBOOK, "d_1.json": '[{"id": 1, "v": "a"}, {"id": 2, "v": "b"}]',
+      "d_2.json": '[{"id": 2, "v": "c"}]'})
+    for i, n in ((1, 3), (2, 2)):
+        duckdb.sql(f"COPY (SELECT range AS id, 'x' || range AS v FROM range({n})) TO '{root}/e_{i}.parquet'")
+    results = ingest(root)
+    assert [(f.file, f.loaded) for f in results["events"].files] == [("e_1.parquet", 3), ("e_2.parquet", 2)]
+    assert query(root, "SELECT count(*) FROM bronze.events") == [(5,)]
+    assert query(root, "SELECT id, v, _source_file FROM bronze.docs ORDER BY id") == [
+        (1, "a", "d_1.json"), (2, "c", "d_2.json")]
