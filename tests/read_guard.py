@@ -1,7 +1,7 @@
 """A guard that catches tests opening files outside the repository.
 
 The suite must pass in a clone of the repository on its own, so no test may read
-files next to it (``../shared``) or anywhere else it happens to find on the
+files in a folder next to it or anywhere else it happens to find on the
 developer's machine. An audit hook (``sys.addaudithook``) sees every ``open``,
 ``os.listdir`` and ``os.scandir`` of this Python process, and records the paths
 outside what a test may use:

@@ -18,10 +18,10 @@ def test_reads_inside_the_repository():
     assert (Path(__file__).resolve().parents[1] / "data.txt").read_text() == "ok"
 
 def test_reads_a_schema_beside_the_repository():
-    assert (Path(__file__).resolve().parents[2] / "shared" / "schema.json").read_text() == "{}"
+    assert (Path(__file__).resolve().parents[2] / "beside" / "schema.json").read_text() == "{}"
 
 def test_lists_a_folder_beside_the_repository():
-    assert [p.name for p in (Path(__file__).resolve().parents[2] / "shared").iterdir()] == ["schema.json"]
+    assert [p.name for p in (Path(__file__).resolve().parents[2] / "beside").iterdir()] == ["schema.json"]
 '''
 
 
@@ -33,8 +33,8 @@ def test_a_suite_that_reads_beside_its_repository_fails_naming_the_file(tmp_path
     (clone / "tests" / "test_beside.py").write_text(READS_BESIDE, encoding="utf-8")
     (clone / "data.txt").write_text("ok", encoding="utf-8")
     (clone / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
-    (tmp_path / "shared").mkdir()
-    (tmp_path / "shared" / "schema.json").write_text("{}", encoding="utf-8")
+    (tmp_path / "beside").mkdir()
+    (tmp_path / "beside" / "schema.json").write_text("{}", encoding="utf-8")
 
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
                           cwd=clone, capture_output=True, text=True, timeout=300, check=False)
@@ -43,9 +43,9 @@ def test_a_suite_that_reads_beside_its_repository_fails_naming_the_file(tmp_path
     assert "3 passed, 2 errors" in out
     assert "ERROR at teardown of test_reads_a_schema_beside_the_repository" in out
     assert "ERROR at teardown of test_lists_a_folder_beside_the_repository" in out
-    schema = (tmp_path / "shared" / "schema.json").resolve()
+    schema = (tmp_path / "beside" / "schema.json").resolve()
     assert f"opened outside the repository {clone.resolve()}:\n  {schema}\n" in out
-    assert f"  {(tmp_path / 'shared').resolve()}\n" in out
+    assert f"  {(tmp_path / 'beside').resolve()}\n" in out
 
 
 def test_what_is_inside_and_outside(tmp_path):
@@ -54,7 +54,7 @@ def test_what_is_inside_and_outside(tmp_path):
     (tmp / "leftover").mkdir(parents=True)
     guard = ReadGuard(repo, tmp=str(tmp))
     assert not guard.outside(str(repo / "tests" / "x.json"))
-    assert guard.outside(str(tmp_path / "work" / "shared" / "kestra" / "schema.json"))
+    assert guard.outside(str(tmp_path / "work" / "beside" / "kestra" / "schema.json"))
     assert guard.outside(str(tmp / "leftover" / "file.csv"))  # was there before the session
     assert not guard.outside(str(tmp / "tmpab12cd" / "file.csv"))  # made during the session
     assert not guard.outside(str(Path(sys.prefix) / "lib" / "x.py"))
