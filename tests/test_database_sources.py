@@ -313,3 +313,32 @@ def test_a_missing_sqlite_file_is_named(tmp_path):
     with connect(root) as lake, pytest.raises(IngestError, match=r"source orders: the SQLite database nowhere\.sqlite "
                                                                    r"does not exist"):
         lake.ingest()
+
+
+def test_postgres_rows_are_read_without_bind_parameters(tmp_path, pg, monkeypatch):
+    # The driver streams a result (COPY) only for a query without parameters; with one, libpq
+    # holds the whole result in memory (see docs/performance.md). The mark goes in as a literal.
+    from medallion_nb.ingest import database
+
+    pg.execute(ORDERS.format(s=pg.schema))
+    insert(pg, range(1, 21))
+    root = pg_project(tmp_path, pg, extra="\n    cursor: updated_at")
+    with connect(root) as lake:
+        lake.ingest()
+    insert(pg, range(21, 31), minute=5)
+    seen = []
+    execute = database._Database.execute
+
+    def recording(self, sql, params=()):
+        seen.append((sql, params))
+        return execute(self, sql, params)
+
+    monkeypatch.setattr(database._Database, "execute", recording)
+    with connect(root) as lake:
+        [result] = lake.ingest()
+        assert result.rows == 11  # the 10 new rows and the one at the mark
+        assert bronze_rows(lake) == source_rows(pg)
+    reads = [(sql, params) for sql, params in seen if sql.startswith("SELECT *") and "LIMIT 0" not in sql]
+    assert len(reads) == 1
+    assert reads[0][1] == ()
+    assert ">= CAST('2026-01-01 00:00:20+00' AS timestamp with time zone)" in reads[0][0]
