@@ -17,8 +17,9 @@
   version, and :class:`~medallion_nb.errors.ExpectationError` carries the report.
 - ``warn``: checked the same way; a failure is reported, and the rows are written.
 
-The rows are staged once, audited, then committed or thrown away: a failed check
-never becomes a table's current version. The report is on the returned result
+The rows are staged once (DuckDB writes them as Parquet; with ``quarantine`` both
+sides in one pass over the input), audited on the staged files, then committed or
+thrown away: a failed check never becomes a table's current version. The report is on the returned result
 (``result.report``) and in the run's write log.
 """
 
@@ -31,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from medallion_nb.checkspec import ACTIONS, columns_named, expect_problems
-from medallion_nb.errors import ExpectationError, LakeError, QualityError
+from medallion_nb.checkspec import ACTIONS, columns_named, expect_problems, merge_expect
+from medallion_nb.errors import ExpectationError, QualityError
 from medallion_nb.lock import commit_guard
 from medallion_nb.quality import (
     REASON_COLUMN,
@@ -42,8 +43,9 @@ from medallion_nb.quality import (
     row_conditions,
     unique_keys,
 )
+from medallion_nb.quarantine import staged_split
 from medallion_nb.reporting import report_expectations
-from medallion_nb.sql import literal, quote_name
+from medallion_nb.sql import quote_name
 from medallion_nb.storage import WriteResult
 
 if TYPE_CHECKING:
@@ -112,14 +114,6 @@ def quarantine_table(name: str, quarantine: str | None) -> str:
     return quarantine or name + QUARANTINE_SUFFIX
 
 
-def tag(rel: duckdb.DuckDBPyRelation, rules: Mapping[str, str]) -> duckdb.DuckDBPyRelation:
-    """``rel`` plus ``_quarantine_reason``: the rules a row breaks, "; "-separated, NULL for a good row."""
-    if not rules:
-        return rel.query("_rows", f"SELECT *, CAST(NULL AS VARCHAR) AS {REASON_COLUMN} FROM _rows")
-    flags = ", ".join(f"CASE WHEN coalesce(({cond}), FALSE) THEN {literal(rule)} END" for rule, cond in rules.items())
-    return rel.query("_rows", f"SELECT *, nullif(concat_ws('; ', {flags}), '') AS {REASON_COLUMN} FROM _rows")
-
-
 def audit(good: duckdb.DuckDBPyRelation, bad: duckdb.DuckDBPyRelation | None, groups: Mapping[str, Mapping[str, Any]],
           *, name: str, rows: int, key: Sequence[str] = ()) -> QualityReport:
     """The report on rows about to be written: quarantine rules counted on the quarantined rows,
@@ -142,9 +136,37 @@ def audit(good: duckdb.DuckDBPyRelation, bad: duckdb.DuckDBPyRelation | None, gr
     return QualityReport(name, rows, tuple(sorted(results, key=lambda r: order[r.action])))
 
 
+def expectations_for(lake: Lakehouse, name: str, expect: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A write's own expectations combined with those medallion.yaml declares for ``name`` (None: none)."""
+    declared = lake.project.expectations.get(name)
+    if expect is None and not declared:
+        return None
+    return merge_expect(declared, expect) if declared else expect
+
+
+def audit_staged(lake: Lakehouse, name: str, expect: Any, good: duckdb.DuckDBPyRelation, *, rows: int,
+                 bad: duckdb.DuckDBPyRelation | None = None, key: Sequence[str] = ()) -> QualityReport:
+    """Audit staged rows: the report if no ``fail`` expectation failed.
+
+    Raises:
+        ExpectationError: a ``fail`` expectation failed (the caller commits nothing).
+        QualityError: the expectations are malformed.
+    """
+    groups = parse_expect(expect, name, good.columns)
+    report = audit(good, bad, groups, name=name, rows=rows, key=key)
+    lake.reports.append(report)
+    if not report.ok:
+        report_expectations(report, run_id=lake.run_id, committed=False)
+        version = _current_version(lake, name)
+        kept = f"the table stays at version {version}" if version is not None else "the table was not created"
+        raise ExpectationError(f"write to {name}: {len(report.failed)} expectation(s) failed; nothing was "
+                               f"committed, {kept}\n{report}", report=report)
+    return report
+
+
 def write_expected(lake: Lakehouse, name: str, rel: duckdb.DuckDBPyRelation, expect: Any, *, mode: str,
                    key: Sequence[str], metadata: Mapping[str, str] | None, quarantine: str | None,
-                   report_key: Sequence[str] = (), options: Mapping[str, Any] | None = None) -> CheckedWrite:
+                   options: Mapping[str, Any] | None = None) -> CheckedWrite:
     """Stage ``rel``, audit it against ``expect``, then commit it (and its quarantine) or nothing.
 
     Raises:
@@ -153,48 +175,30 @@ def write_expected(lake: Lakehouse, name: str, rel: duckdb.DuckDBPyRelation, exp
         LakeError: the rows cannot be computed, or a commit failed.
     """
     groups = parse_expect(expect, name, rel.columns)
-    bad_name = quarantine_table(name, quarantine) if "quarantine" in groups else None
-    if bad_name:
-        lake._split(bad_name)
-    temp = _stage(lake, tag(rel, quarantine_rules(groups.get("quarantine", {}))), name)
-    try:
-        staged = lake.con.table(temp)
-        good = staged.filter(f"{REASON_COLUMN} IS NULL").project(", ".join(quote_name(c) for c in rel.columns))
-        bad = staged.filter(f"{REASON_COLUMN} IS NOT NULL") if bad_name else None
-        total = staged.aggregate("count(*)").fetchall()[0][0]
-        report = audit(good, bad, groups, name=name, rows=total, key=report_key or key)
-        lake.reports.append(report)
-        if not report.ok:
-            report_expectations(report, run_id=lake.run_id, committed=False)
-            version = _current_version(lake, name)
-            kept = f"the table stays at version {version}" if version is not None else "the table was not created"
-            raise ExpectationError(
-                f"write to {name}: {len(report.failed)} expectation(s) failed; nothing was committed, {kept}\n"
-                f"{report}", report=report)
-        with commit_guard(lake):
-            bad_result = None
-            if bad_name and bad is not None:
-                bad_mode = "replace" if mode == "replace" else "append"
-                if bad_mode == "replace" or report.quarantined or not lake.exists(bad_name):
-                    bad_result = lake._write_rows(bad_name, lake._storable(bad, bad_name), mode=bad_mode, keys=(),
-                                                  metadata=None)
-            result = lake._write_rows(name, good, mode=mode, keys=tuple(key), metadata=metadata, **(options or {}))
+    if "quarantine" not in groups:
+        with lake.stage(name, rel, mode=mode, key=key or None, **(options or {})) as staged:
+            report = audit_staged(lake, name, groups, staged.relation, rows=staged.rows, key=key)
+            result = staged.commit(metadata)
         report_expectations(report, run_id=lake.run_id, committed=True)
-    finally:
-        lake.con.execute(f"DROP TABLE IF EXISTS {temp}")
+        return _checked(result, report, None)
+    bad_name = quarantine_table(name, quarantine)
+    rules = quarantine_rules(groups["quarantine"])
+    with staged_split(lake, rel, rules, good=name, bad=bad_name, mode=mode, keys=key,
+                      good_options=options) as (good, bad, _counts):
+        report = audit_staged(lake, name, groups, good.relation, rows=good.rows + bad.rows, bad=bad.relation,
+                              key=key)
+        with commit_guard(lake):
+            result = good.commit(metadata)
+            # An append that quarantined nothing leaves an existing quarantine table alone.
+            keep = mode == "replace" or bad.rows or not lake.exists(bad_name)
+            bad_result = bad.commit() if keep else None
+    report_expectations(report, run_id=lake.run_id, committed=True)
+    return _checked(result, report, bad_result)
+
+
+def _checked(result: WriteResult, report: QualityReport, quarantined: WriteResult | None) -> CheckedWrite:
     values = {f.name: getattr(result, f.name) for f in fields(WriteResult)}
-    return CheckedWrite(**values, report=report, quarantine=bad_result)
-
-
-def _stage(lake: Lakehouse, tagged: duckdb.DuckDBPyRelation, name: str) -> str:
-    """Compute the tagged rows once into a temporary table (DuckDB spills it to disk when memory is short)."""
-    lake._expect_stages = getattr(lake, "_expect_stages", 0) + 1
-    temp = f"__expect_{lake._expect_stages}"
-    try:
-        tagged.create(temp)
-    except duckdb.Error as exc:
-        raise LakeError(f"write to {name} failed; the table is unchanged: {exc}") from exc
-    return temp
+    return CheckedWrite(**values, report=report, quarantine=quarantined)
 
 
 def _current_version(lake: Lakehouse, name: str) -> int | None:

@@ -11,18 +11,21 @@ input is computed once, so the good and the bad side always come from the same r
 
 from __future__ import annotations
 
+import contextlib
 import html
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from medallion_nb.errors import LakeError
-from medallion_nb.quality import REASON_COLUMN, split
+from medallion_nb.errors import LakeError, QualityError
+from medallion_nb.lock import commit_guard
+from medallion_nb.quality import REASON_COLUMN, QualityReport, split
+from medallion_nb.reporting import report_expectations
 from medallion_nb.sql import quote_name, storable_columns
 from medallion_nb.storage import Staged, WriteResult, stage
 from medallion_nb.storage.stage import BATCH_ROWS
@@ -41,6 +44,7 @@ class SplitResult:
     good: WriteResult
     bad: WriteResult
     counts: dict[str, int]
+    report: QualityReport | None = None  # the expectations checked on the good rows before the commit
 
     def __repr__(self) -> str:
         return str(self)
@@ -48,6 +52,7 @@ class SplitResult:
     def __str__(self) -> str:
         lines = [str(self.good), str(self.bad)]
         lines += [f"  {n:>12,}  {reason}" for reason, n in self.counts.items()]
+        lines += [str(self.report)] if self.report else []
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
@@ -55,12 +60,13 @@ class SplitResult:
                        for reason, n in self.counts.items())
         return (f"<b>{html.escape(self.good.table)}</b>: {self.good.rows:,} rows passed; "
                 f"<b>{html.escape(self.bad.table)}</b>: {self.bad.rows:,} rows quarantined"
-                f"<table><tr><th>reason</th><th>rows</th></tr>{rows}</table>")
+                f"<table><tr><th>reason</th><th>rows</th></tr>{rows}</table>"
+                + (self.report._repr_html_() if self.report else ""))
 
 
 def write_split(lake: Lakehouse, rel: duckdb.DuckDBPyRelation, rules: Mapping[str, str], *, good: str, bad: str,
                 good_columns: str = "*", bad_columns: str = "*", mode: str = "replace",
-                key: str | Sequence[str] | None = None) -> SplitResult:
+                key: str | Sequence[str] | None = None, expect: Mapping[str, Any] | None = None) -> SplitResult:
     """Write the rows of ``rel`` that break no rule to ``good``, the others to ``bad``.
 
     Each rule is SQL that is true for a row that must be quarantined (as in
@@ -72,17 +78,54 @@ def write_split(lake: Lakehouse, rel: duckdb.DuckDBPyRelation, rules: Mapping[st
     one side is deleted from the other: a row re-delivered with a fix leaves the
     quarantine, a row that went bad leaves the good table, and neither keeps a stale copy.
 
+    ``expect`` (``fail`` / ``warn`` checks, plus those declared for ``good`` in
+    medallion.yaml) is evaluated on the staged ``good`` rows before anything is
+    committed: a failing ``fail`` check commits neither table.
+
     Raises:
         LakeError: a bad table name, mode or key, a projection DuckDB rejects, or a
             failed write (a table whose commit failed is unchanged).
+        ExpectationError: a ``fail`` expectation failed; nothing was committed.
     """
+    from medallion_nb.expectations import audit_staged, expectations_for
+
     if mode not in SPLIT_MODES:
         raise LakeError(f"write_split to {good} and {bad}: mode {mode!r} is not one of {', '.join(SPLIT_MODES)}")
     keys = (key,) if isinstance(key, str) else tuple(key or ())
+    groups = expectations_for(lake, good, expect)
+    if groups and "quarantine" in groups:
+        raise QualityError(f"write_split to {good}: quarantine rows with the split's rules; "
+                           "its expectations take fail and warn")
+    with staged_split(lake, rel, rules, good=good, bad=bad, good_columns=good_columns, bad_columns=bad_columns,
+                      mode=mode, keys=keys) as (good_staged, bad_staged, counts):
+        report = audit_staged(lake, good, groups, good_staged.relation, rows=good_staged.rows, key=keys) \
+            if groups else None
+        with commit_guard(lake):
+            good_result = good_staged.commit()
+            bad_result = bad_staged.commit()
+    if report is not None:
+        report_expectations(report, run_id=lake.run_id, committed=True)
+    ordered = dict(sorted(counts.items(), key=lambda item: (item[0] != "passed", -item[1], item[0])))
+    return SplitResult(good_result, bad_result, ordered, report)
+
+
+@contextlib.contextmanager
+def staged_split(lake: Lakehouse, rel: duckdb.DuckDBPyRelation, rules: Mapping[str, str], *, good: str, bad: str,
+                 good_columns: str = "*", bad_columns: str = "*", mode: str = "replace", keys: Sequence[str] = (),
+                 good_options: Mapping[str, Any] | None = None) -> Iterator[tuple[Staged, Staged, Counter[str]]]:
+    """Stage both sides of a split in one pass over ``rel``; the block commits them (what it does not is aborted).
+
+    ``mode`` is the good side's; the quarantine side replaces with ``replace``, merges
+    with ``merge`` (a key on one side then leaves the other) and appends otherwise.
+
+    Raises:
+        LakeError: a bad table name or key, a projection DuckDB rejects, or a failing query.
+    """
     if mode == "merge" and not keys:
         raise LakeError(f"write_split to {good} and {bad}: mode merge needs key=... (the columns that identify a row)")
     for name in (good, bad):
         lake._split(name)
+    bad_mode = mode if mode in SPLIT_MODES else "append"
     # Types Delta cannot store (HUGEINT, ...) are cast before they reach Arrow, as lake.write does.
     tagged = lake._storable(split(rel, rules).all, good)
     try:
@@ -120,16 +163,15 @@ def write_split(lake: Lakehouse, rel: duckdb.DuckDBPyRelation, rules: Mapping[st
                     yield from _fetch(cur, good_sql, good_schema).to_batches()
 
         stream = writer.from_arrow(pa.RecordBatchReader.from_batches(good_schema, passing()))
-        staged.append(stage(lake, good, stream, mode=mode, keys=keys, con=writer))
+        staged.append(stage(lake, good, stream, mode=mode, keys=keys, con=writer, **(good_options or {})))
         bad_rows = lake.con.from_arrow(pa.Table.from_batches([b for t in quarantined for b in t.to_batches()],
                                                              schema=bad_schema))
-        staged.append(stage(lake, bad, bad_rows, mode=mode, keys=keys))
+        staged.append(stage(lake, bad, bad_rows, mode=bad_mode, keys=keys if bad_mode == "merge" else ()))
         if mode == "merge":
             # A key on one side leaves the other.
             staged[0].also_delete(staged[1].relation.project(_keys(keys)))
             staged[1].also_delete(staged[0].relation.project(_keys(keys)))
-        good_result = staged[0].commit()
-        bad_result = staged[1].commit()
+        yield staged[0], staged[1], counts
     except duckdb.Error as exc:
         raise LakeError(f"write_split to {good} and {bad} failed: {exc}") from exc
     finally:
@@ -137,8 +179,6 @@ def write_split(lake: Lakehouse, rel: duckdb.DuckDBPyRelation, rules: Mapping[st
             s.abort()
         cur.close()
         writer.close()
-    ordered = dict(sorted(counts.items(), key=lambda item: (item[0] != "passed", -item[1], item[0])))
-    return SplitResult(good_result, bad_result, ordered)
 
 
 def _keys(keys: Sequence[str]) -> str:

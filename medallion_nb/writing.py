@@ -77,26 +77,18 @@ class WritePath:
                 commit; the table is unchanged.
             ExpectationError: a ``fail`` expectation failed; nothing was committed.
         """
-        declared = self.project.expectations.get(name)
-        if expect is not None or declared:
-            from medallion_nb.checkspec import merge_expect
-            from medallion_nb.expectations import write_expected
+        from medallion_nb.expectations import expectations_for, write_expected
 
+        groups = expectations_for(self, name, expect)
+        if groups is not None:
             self._check_writable(f"write to {name}")
-            self._check_case(*self._split(name))
             keys = (key,) if isinstance(key, str) else tuple(key or ())
             options = {k: v for k, v in (("where", where), ("partition_by", partition_by), ("delete", delete))
                        if v is not None}
-            return write_expected(self, name, self._storable(self.relation(data), name),
-                                  merge_expect(declared, expect) if declared else expect, mode=mode, key=keys,
-                                  metadata=metadata, quarantine=quarantine, options=options)
+            return write_expected(self, name, self._storable(self.relation(data), name), groups, mode=mode,
+                                  key=keys, metadata=metadata, quarantine=quarantine, options=options)
         staged = self.stage(name, data, mode=mode, key=key, where=where, partition_by=partition_by, delete=delete)
         return staged.commit(metadata)
-
-    def _write_rows(self: Lakehouse, name: str, rel: duckdb.DuckDBPyRelation, *, mode: str, keys: tuple[str, ...],
-                    metadata: Mapping[str, str] | None, **options: Any) -> WriteResult:
-        """Stage and commit rows as they are (expectations, if any, were checked by the caller)."""
-        return self.stage(name, rel, mode=mode, key=keys or None, **options).commit(metadata)
 
     def stage(self: Lakehouse, name: str, data: Any, *, mode: str = "replace",
               key: str | Sequence[str] | None = None, where: str | None = None,
@@ -137,22 +129,25 @@ class WritePath:
 
     def write_split(self: Lakehouse, data: Any, rules: Mapping[str, str], *, good: str, bad: str,
                     good_columns: str = "*", bad_columns: str = "*", mode: str = "replace",
-                    key: str | Sequence[str] | None = None) -> Any:
+                    key: str | Sequence[str] | None = None, expect: Mapping[str, Any] | None = None) -> Any:
         """Write the rows that break no rule to ``good`` and the others, with reasons, to ``bad``.
 
         Each rule is SQL that is true for a row to quarantine; ``bad_columns``
         can name ``_quarantine_reason``. One pass over ``data`` (unlike
         :meth:`split`). With ``mode="merge"`` both sides merge by ``key`` and a key
         landing on one side leaves the other; see :func:`medallion_nb.quarantine.write_split`.
+        ``expect`` (``fail`` / ``warn``) is checked on the staged ``good`` rows before
+        either table is committed.
 
         Raises:
             LakeError: a bad table name, mode, key or projection, or a failed write.
+            ExpectationError: a ``fail`` expectation failed; nothing was committed.
         """
         from medallion_nb.quarantine import write_split
 
         self._check_writable(f"write to {good}")
         return write_split(self, self.relation(data), rules, good=good, bad=bad, good_columns=good_columns,
-                           bad_columns=bad_columns, mode=mode, key=key)
+                           bad_columns=bad_columns, mode=mode, key=key, expect=expect)
 
     def vacuum(self: Lakehouse, name: str | None = None, *, retain_hours: int = 168,
                dry_run: bool = False) -> dict[str, list[str]]:

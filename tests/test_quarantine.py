@@ -103,3 +103,25 @@ def test_latest_on_a_table_with_two_keys(lake):
         ("a", 1, 11), ("a", 2, 5)]
     with pytest.raises(LakeError, match=r"latest: key nope is not a column \(columns: s, d, v\)"):
         lake.latest("bronze.events", key="nope", order_by="v")
+
+
+def test_write_split_checks_expectations_on_the_staged_good_rows_before_any_commit(lake):
+    first = lake.write_split("SELECT * FROM bronze.orders", RULES, good="silver.good", bad="silver.bad",
+                             good_columns="id, qty * 10 AS amount",
+                             expect={"fail": {"unique": ["id"]}, "warn": {"range": {"amount": {"max": 25}}}})
+    assert first.report.ok
+    assert [(r.rule, r.outcome, r.examples) for r in first.report.warnings] == [("range amount", "WARNING", ("30",))]
+    assert "WARNING     range amount" in str(first)
+    files = sorted(p.name for p in lake.project.lake.rglob("*.parquet"))
+    with pytest.raises(mnb.ExpectationError, match="nothing was committed, the table stays at version 0") as info:
+        lake.write_split("SELECT * FROM bronze.orders UNION ALL SELECT * FROM bronze.orders", RULES,
+                         good="silver.good", bad="silver.bad", good_columns="id, qty * 10 AS amount",
+                         expect={"fail": {"unique": ["id"]}})
+    assert info.value.report.failed[0].examples == ("1 (2 rows)", "5 (2 rows)")
+    # Neither side was committed, and the staged files are gone.
+    assert [h["version"] for h in lake.history("silver.good")] == [0]
+    assert [h["version"] for h in lake.history("silver.bad")] == [0]
+    assert sorted(p.name for p in lake.project.lake.rglob("*.parquet")) == files
+    with pytest.raises(mnb.QualityError, match="quarantine rows with the split's rules"):
+        lake.write_split("SELECT * FROM bronze.orders", RULES, good="silver.good", bad="silver.bad",
+                         expect={"quarantine": {"not_null": ["id"]}})
