@@ -352,3 +352,13 @@ def test_a_reader_whose_files_were_vacuumed_by_another_process_gets_the_new_vers
         other.write("gold.r", "SELECT 2 AS v")
         other.vacuum(retain_hours=0)
     assert lake.table("gold.r").fetchall() == [(2,)]
+
+
+def test_a_relation_of_another_duckdb_connection_can_be_written(lake):
+    import duckdb
+
+    other = duckdb.connect()
+    rel = other.sql("SELECT range AS id FROM range(3)")
+    assert lake.write("silver.foreign", rel).rows == 3
+    assert lake.sql("SELECT sum(id) FROM silver.foreign").fetchall() == [(3,)]
+    other.close()

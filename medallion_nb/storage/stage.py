@@ -298,7 +298,7 @@ def stage(lake: Lakehouse, name: str, rel: duckdb.DuckDBPyRelation, *, mode: str
     view = f"__medallion_stage_{next(_VIEWS)}"
     files: list[StagedFile] = []
     try:
-        rel.create_view(view, replace=True)
+        _expose(con, rel, view)
         files = copy_rows(con, _aligned_select(con, rel, view, plan), folder, plan.partition_by if plan.direct else ())
         staged = Staged(lake, name, plan, files)
         if plan.mode == "merge":
@@ -319,6 +319,15 @@ def stage(lake: Lakehouse, name: str, rel: duckdb.DuckDBPyRelation, *, mode: str
         raise
     finally:
         con.execute(f"DROP VIEW IF EXISTS {view}")
+
+
+def _expose(con: duckdb.DuckDBPyConnection, rel: duckdb.DuckDBPyRelation, view: str) -> None:
+    """Make ``rel`` queryable on ``con`` as ``view`` (streamed over Arrow if it belongs to another connection)."""
+    rel.create_view(view, replace=True)
+    try:
+        con.execute(f"DESCRIBE {view}")  # binds, reads nothing
+    except duckdb.CatalogException:
+        con.from_arrow(rel.to_arrow_reader(BATCH_ROWS)).create_view(view, replace=True)
 
 
 def _plan(con: duckdb.DuckDBPyConnection, name: str, rel: duckdb.DuckDBPyRelation, mode: str, keys: tuple[str, ...],
