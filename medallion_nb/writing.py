@@ -83,7 +83,9 @@ class WritePath:
         if groups is not None:
             self._check_writable(f"write to {name}")
             keys = (key,) if isinstance(key, str) else tuple(key or ())
-            options = {k: v for k, v in (("where", where), ("partition_by", partition_by), ("delete", delete))
+            parts = (partition_by,) if isinstance(partition_by, str) else partition_by
+            options = {k: v for k, v in (("where", where), ("partition_by", tuple(parts or ()) or None),
+                                         ("delete", self.relation(delete) if delete is not None else None))
                        if v is not None}
             return write_expected(self, name, self._storable(self.relation(data), name), groups, mode=mode,
                                   key=keys, metadata=metadata, quarantine=quarantine, options=options)

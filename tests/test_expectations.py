@@ -211,3 +211,14 @@ def test_declared_expectations_are_validated_with_the_project(tmp_path: Path):
     assert "expectations.gold.orders: no layer 'gold' (layers are: silver)" in text
     assert "expectations.gold.orders: fail: unknown check 'not_nul'" in text
     assert "expectations.orders: expected a table name <layer>.<table>" in text
+
+
+def test_write_options_pass_through_an_audited_write(lake):
+    result = lake.write("silver.orders", ORDERS, partition_by="status",
+                        expect={"quarantine": {"not_null": ["qty"]}, "fail": {"row_count": {"min": 1}}})
+    assert result.rows == 4
+    assert sorted(p.name for p in (lake.project.lake / "silver" / "orders").iterdir() if p.is_dir()) == [
+        "_delta_log", "status=lost", "status=placed"]
+    lake.write("silver.orders", "SELECT 9 AS id, 'placed' AS status, 1 AS qty, 'web' AS channel",
+               mode="replace_where", where="status = 'placed'", expect={"fail": {"not_null": ["qty"]}})
+    assert lake.sql("SELECT id FROM silver.orders ORDER BY id").fetchall() == [(3,), (9,)]
