@@ -7,12 +7,14 @@ Exit codes: 0 success, 1 a run or check failed, 2 bad usage or configuration,
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from medallion_nb import __version__
 from medallion_nb.errors import MedallionError, NotebookRunError, ProjectError, QualityError
+from medallion_nb.reporting import KESTRA_ENV
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DATA = 0, 1, 2, 3
 
@@ -142,9 +144,36 @@ def _cmd_run(args: argparse.Namespace) -> int:
         for name in args.rebuild_source:
             project.source(name)  # an unknown name is a config error, named with the known ones
         parameters["rebuild_sources"] = ",".join(args.rebuild_source)
+    observer = ConsoleProgress()
+    if os.environ.get(KESTRA_ENV):  # under Kestra: the task's outputs and metrics, on stdout
+        from medallion_nb.runner.progress import KestraOutputs, Observers
+
+        observer = Observers(observer, KestraOutputs(project))
     run_pipeline(project, layers=args.layer, select=args.select, parameters=parameters, run_id=args.run_id,
-                 observer=ConsoleProgress(), force=args.force, wait=args.wait, resume=args.resume)
+                 observer=observer, force=args.force, wait=args.wait, resume=args.resume, attach=args.attach,
+                 publish=not args.no_publish)
     return EXIT_OK
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from medallion_nb.project import load_project
+    from medallion_nb.runner.publish import publish_run
+
+    manifest = publish_run(load_project(args.project), args.run_id)
+    print(f"published run {manifest.run_id}: {len(manifest.tables)} table(s)")
+    return EXIT_OK
+
+
+def _add_publish(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("publish", help="publish the table versions of a run whose notebooks all succeeded",
+                       description="Publish, as one snapshot, the versions of the tables written by run RUN_ID "
+                                   "(<lake>/_medallion/published.json). `medallion-nb run` publishes by itself; "
+                                   "this is the last step of a scheduler that runs one task per layer with "
+                                   "`run --attach --no-publish`. Refused (exit 1) when a notebook of the run did "
+                                   "not succeed.")
+    _add_project_option(p)
+    p.add_argument("--run-id", type=_run_id, required=True, metavar="ID", help="the run to publish")
+    p.set_defaults(func=_cmd_publish)
 
 
 def _quiet_papermill() -> None:
@@ -207,6 +236,11 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rebuild-source", action="append", metavar="NAME", default=[],
                    help="reload this source from all its current files (rows of vanished or changed files "
                         "disappear); repeatable; passed to the notebooks as rebuild_sources")
+    p.add_argument("--attach", action="store_true",
+                   help="with --run-id: add to that run's record if it exists (a scheduler running one task per "
+                        "layer); a notebook that failed there with a data error is not run again (exit 3)")
+    p.add_argument("--no-publish", action="store_true",
+                   help="do not publish the run's table versions at the end (`medallion-nb publish` does it later)")
     p.set_defaults(func=_cmd_run)
 
 
@@ -352,6 +386,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_export,
     _add_run,
     _add_backfill,
+    _add_publish,
     _add_dag,
     _add_vacuum,
     _add_dashboard,

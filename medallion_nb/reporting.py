@@ -75,15 +75,19 @@ def report_ingest(entry: dict[str, Any]) -> None:
 
 def kestra_line(result: Any) -> str:
     """The ``::{...}::`` line Kestra's script tasks parse into outputs and metrics."""
-    key = result.table.replace(".", "_")
-    payload = {
-        "outputs": {key: {"rows": result.rows, "total_rows": result.total_rows, "version": result.version}},
+    payload = kestra_payload(result.table, result.rows, result.total_rows, result.version)
+    return "::" + json.dumps(payload, sort_keys=True) + "::"
+
+
+def kestra_payload(table: str, rows: int, total_rows: int, version: int) -> dict[str, Any]:
+    """Outputs (``<layer>_<table>: {rows, total_rows, version}``) and metrics of one table, for Kestra."""
+    return {
+        "outputs": {table.replace(".", "_"): {"rows": rows, "total_rows": total_rows, "version": version}},
         "metrics": [
-            {"name": "rows_written", "type": "counter", "value": result.rows, "tags": {"table": result.table}},
-            {"name": "table_rows", "type": "counter", "value": result.total_rows, "tags": {"table": result.table}},
+            {"name": "rows_written", "type": "counter", "value": rows, "tags": {"table": table}},
+            {"name": "table_rows", "type": "counter", "value": total_rows, "tags": {"table": table}},
         ],
     }
-    return "::" + json.dumps(payload, sort_keys=True) + "::"
 
 
 def read_write_log(path: Path) -> list[dict[str, Any]]:

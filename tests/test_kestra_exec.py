@@ -71,7 +71,7 @@ def test_flow_builds_the_same_lake_as_medallion_nb_run(tmp_path, demo_project):
     config.write_text(config.read_text(encoding="utf-8").replace("kestra:\n", "kestra:\n  export: true\n"),
                       encoding="utf-8")
     flow = generated_flow(demo_project)
-    assert [t["id"] for t in flow["tasks"]] == ["bronze", "silver", "gold", "export"]
+    assert [t["id"] for t in flow["tasks"]] == ["bronze", "silver", "gold", "publish", "export"]
     # The daily schedule's run for the day the last file landed.
     execution = execute(flow, demo_project, tmp_path / "work", "4wjtkzwVGBM9yKnjm3yv8r",
                         datetime(2026, 2, 4, 6, 0, tzinfo=UTC))
@@ -97,7 +97,15 @@ def test_flow_builds_the_same_lake_as_medallion_nb_run(tmp_path, demo_project):
         assert "full_refresh = False" in source
         assert f'project_dir = "{demo_project}"' in source
         assert (demo_project / "runs" / execution.id / layer / f"{layer}.writes.jsonl").is_file()
-    # The library's ::{...}:: lines made it through papermill's log to Kestra's parser.
+        assert (demo_project / "runs" / execution.id / layer / f"{layer}.kernel.log").is_file()
+        assert "rows_written" not in kept.read_text(encoding="utf-8")  # Kestra's ::{...}:: lines: task log only
+    # One run record for the whole execution, published by the last task.
+    record = json.loads((demo_project / "runs" / execution.id / "run.json").read_text(encoding="utf-8"))
+    assert (record["status"], record["published"]) == ("succeeded", True)
+    assert [layer["name"] for layer in record["layers"]] == ["bronze", "silver", "gold"]
+    with connect(demo_project, snapshot="published") as lake:
+        assert lake.info("gold.daily_sales")["last_run_id"] == execution.id
+    # The runner's ::{...}:: lines reached Kestra's parser.
     assert execution.runs["bronze"].outputs["bronze_orders"]["rows"] > 0
     assert execution.runs["gold"].outputs["gold_daily_sales"]["total_rows"] == len(by_flow["gold.daily_sales"])
     assert {m["tags"]["table"] for m in execution.runs["silver"].metrics} >= {"silver.orders", "silver.order_lines"}
@@ -129,6 +137,16 @@ def test_each_execution_processes_its_trigger_date(tmp_path, demo_project):
     assert by_run == {"exec-jan10": 10, "exec-jan20": 10}
     assert (demo_project / "runs" / "exec-jan20" / "gold" / "gold.ipynb").is_file()
 
+    # The same day again (a repeated backfill): nothing new, every layer up to date, and
+    # still outputs and metrics for every table, with 0 rows written.
+    again = execute(flow, demo_project, tmp_path / "work", "exec-jan20-again", datetime(2026, 1, 20, 6, 0, tzinfo=UTC))
+    assert again.failed is None
+    record = json.loads((demo_project / "runs" / "exec-jan20-again" / "run.json").read_text(encoding="utf-8"))
+    assert {layer["status"] for layer in record["layers"]} == {"up to date"}
+    assert again.runs["bronze"].outputs["bronze_orders"]["rows"] == 0
+    assert again.runs["gold"].outputs["gold_daily_sales"]["total_rows"] > 0
+    assert landed(demo_project) == {"orders": date(2026, 1, 20), "customers": date(2026, 1, 1)}
+
     # A manual run with the run_date input, and no trigger, processes the input's day.
     third = execute(flow, demo_project, tmp_path / "work", "manual-1", None, {"run_date": date(2026, 1, 22)})
     assert third.failed is None
@@ -150,14 +168,18 @@ def test_failing_layer_stops_the_flow_and_is_named(tmp_path, demo_project):
     # Kestra logs stderr as ERROR: the layers that succeeded wrote none, the failed one a single line.
     assert execution.error_logs[0] == {
         "taskId": "silver",
-        "message": "layer silver: notebooks/silver.ipynb failed; see the log above and the executed notebook "
-                   "runs/exec-fail/silver/silver.ipynb"}
+        "message": "layer silver failed; see the log above and the executed notebooks in runs/exec-fail/silver"}
+    # The executed notebook with the error is the task's output file, and the run record says what failed.
+    assert "bad silver rule" in execution.runs["silver"].output_files["silver.ipynb"].read_text(encoding="utf-8")
+    record = json.loads((demo_project / "runs" / "exec-fail" / "run.json").read_text(encoding="utf-8"))
+    assert [layer["status"] for layer in record["layers"]] == ["succeeded", "failed"]
+    assert record["published"] is False
     # The executed notebook with the error is kept for the post-mortem.
     kept = (demo_project / "runs" / "exec-fail" / "silver" / "silver.ipynb").read_text(encoding="utf-8")
     assert "bad silver rule" in kept
     message = render(flow["errors"][0]["message"], execution.context(flow, {"project_dir": str(demo_project)}))
     assert "Failed task: silver" in message
-    assert "Error: layer silver: notebooks/silver.ipynb failed" in message
+    assert "Error: layer silver failed" in message
     assert "execution exec-fail" in message
     with connect(demo_project) as lake:
         assert not lake.tables("gold")

@@ -133,7 +133,7 @@ def test_scheduled_flow_uses_trigger_date_in_the_schedule_timezone(tmp_path, val
     assert render(expr, ctx) == "2026-03-02"
 
 
-def test_layer_with_two_notebooks_runs_them_in_parallel(tmp_path, validator):
+def test_layer_with_two_notebooks_is_one_task_whose_runner_runs_them_side_by_side(tmp_path, validator):
     layers = """
   - name: bronze
     notebook: notebooks/bronze.ipynb
@@ -148,10 +148,11 @@ def test_layer_with_two_notebooks_runs_them_in_parallel(tmp_path, validator):
     assert schema_problems(validator, flow) is None
     flow_checks(flow, ["bronze", "silver", "gold"])
     silver = flow["tasks"][1]
-    assert silver["type"] == "io.kestra.plugin.core.flow.Parallel"
-    assert [t["id"] for t in silver["tasks"]] == ["silver_silver_orders", "silver_silver-customers"]
-    assert [t["outputFiles"] for t in silver["tasks"]] == [["silver_orders.ipynb"], ["silver-customers.ipynb"]]
-    assert all("notebooks/" + t["outputFiles"][0] in t["commands"][1] for t in silver["tasks"])
+    assert silver["outputFiles"] == ["silver_orders.ipynb", "silver-customers.ipynb"]
+    assert "runs side by side" in silver["description"]
+    for name in silver["outputFiles"]:
+        assert f"papermill notebooks/{name} runs/<execution id>/silver/{name} --cwd notebooks" in silver["description"]
+        assert any(c.startswith("cp ") and f'/silver/{name}" {name}' in c for c in silver["commands"])
 
 
 def test_export_task_ends_the_flow_when_asked(tmp_path, validator):
@@ -177,12 +178,20 @@ def test_layer_task_properties(tmp_path):
     assert silver["taskRunner"] == {"type": "io.kestra.plugin.core.runner.Process"}
     assert silver["env"]["MEDALLION_KESTRA_OUTPUTS"] == "1"
     assert silver["outputFiles"] == ["silver.ipynb"]
-    papermill = silver["commands"][1]
-    assert papermill.startswith('papermill "{{ vars.project_dir }}/notebooks/silver.ipynb" '
-                                '"{{ vars.project_dir }}/runs/{{ execution.id }}/silver/silver.ipynb"')
-    for part in ('--log-output', '-r run_id "{{ execution.id }}"', '-r project_dir "{{ vars.project_dir }}"',
-                 '-y "full_refresh: {{ inputs.full_refresh }}"', '--cwd "{{ vars.project_dir }}/notebooks"'):
-        assert part in papermill
+    run = silver["commands"][0]
+    assert run.startswith('medallion-nb run --project "{{ vars.project_dir }}" --run-id "{{ execution.id }}" '
+                          "--layer silver")
+    for part in ("--attach --no-publish", '-p "full_refresh={{ inputs.full_refresh }}"', "2>&1 || status=$?"):
+        assert part in run
+    assert silver["commands"][1] == ('cp "{{ vars.project_dir }}/runs/{{ execution.id }}/silver/silver.ipynb" '
+                                     "silver.ipynb 2>/dev/null || true")
+    assert silver["commands"][2].startswith('if [ "${status:-0}" -ne 0 ]; then echo ')
+    # The papermill call the runner makes is shown in the task's description.
+    assert ("papermill notebooks/silver.ipynb runs/<execution id>/silver/silver.ipynb --cwd notebooks "
+            "-p project_dir /project -p run_id <execution id> -p run_date <run_date>") in silver["description"]
+    assert [t["id"] for t in flow["tasks"]][-1] == "publish"
+    assert flow["tasks"][-1]["commands"] == [
+        'medallion-nb publish --project "{{ vars.project_dir }}" --run-id "{{ execution.id }}"']
     assert [i["id"] for i in flow["inputs"]] == ["run_date", "full_refresh"]
     assert {i["id"]: i["type"] for i in flow["inputs"]} == {"run_date": "DATE", "full_refresh": "BOOL"}
     assert flow["errors"][0]["type"] == "io.kestra.plugin.core.log.Log"
@@ -195,13 +204,14 @@ def test_no_retries_means_no_retry_block(tmp_path):
     assert all("retry" not in t for t in flow["tasks"])
 
 
-def test_extra_project_parameters_are_passed_with_their_types(tmp_path, validator):
+def test_project_parameters_come_from_medallion_yaml_not_the_flow(tmp_path, validator):
     root = project_with(tmp_path, "parameters:\n  full_refresh: true\n  sample: 0.5\n  region: '42'\n")
     flow = build_flow(load_project(root))
     assert schema_problems(validator, flow) is None
     assert flow["inputs"][1]["defaults"] is True
-    papermill = flow["tasks"][0]["commands"][1]
-    assert """-y '{"region": "42", "sample": 0.5}'""" in papermill
+    run = flow["tasks"][0]["commands"][0]
+    assert "region" not in run  # the runner reads them, with their types, from medallion.yaml
+    assert "sample" not in run
 
 
 def test_flow_is_deterministic(tmp_path):
@@ -220,15 +230,12 @@ def test_notebook_outside_the_project_is_refused(tmp_path):
 
 
 def test_task_id_clash_is_refused(tmp_path):
-    layers = "\n  - name: silver\n    notebooks: [notebooks/a-b.ipynb, notebooks/a b.ipynb]\n"
-    root = project_with(tmp_path, layers=layers, files=notebook_files("notebooks/a-b.ipynb", "notebooks/a b.ipynb"))
-    flow = build_flow(load_project(root))  # a-b and a_b: different ids
-    assert [t["id"] for t in flow["tasks"][0]["tasks"]] == ["silver_a-b", "silver_a_b"]
-    layers = "\n  - name: export\n    notebook: notebooks/x.ipynb\n"
-    root = project_with(tmp_path / "2", "kestra:\n  export: true\n", layers=layers,
-                        files=notebook_files("notebooks/x.ipynb"))
-    with pytest.raises(FlowError, match=r"share the id.*export"):
-        build_flow(load_project(root))
+    for reserved in ("export", "publish"):
+        layers = f"\n  - name: {reserved}\n    notebook: notebooks/x.ipynb\n"
+        root = project_with(tmp_path / reserved, "kestra:\n  export: true\n", layers=layers,
+                            files=notebook_files("notebooks/x.ipynb"))
+        with pytest.raises(FlowError, match=rf"share the id.*{reserved}"):
+            build_flow(load_project(root))
 
 
 def test_paths_with_spaces_are_quoted(tmp_path, validator):
@@ -237,8 +244,9 @@ def test_paths_with_spaces_are_quoted(tmp_path, validator):
     flow = build_flow(load_project(root))
     assert schema_problems(validator, flow) is None
     cmd = flow["tasks"][0]["commands"]
-    assert cmd[1].startswith('papermill "{{ vars.project_dir }}/my notebooks/gold report.ipynb" ')
-    assert cmd[2] == 'cp "{{ vars.project_dir }}/runs/{{ execution.id }}/gold/gold report.ipynb" \'gold report.ipynb\''
+    assert cmd[1] == ('cp "{{ vars.project_dir }}/runs/{{ execution.id }}/gold/gold report.ipynb" '
+                      "'gold report.ipynb' 2>/dev/null || true")
+    assert "papermill 'my notebooks/gold report.ipynb' " in flow["tasks"][0]["description"]
 
 
 # -- the Pebble the flow uses ----------------------------------------------------

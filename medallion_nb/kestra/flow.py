@@ -1,10 +1,13 @@
 """Build the Kestra flow of a project: a pure function from :class:`Project` to a dict.
 
-One task per layer, in layer order. A layer's notebook is run by papermill in an
+One task per layer, in layer order, then a ``publish`` task. A layer task runs
+``medallion-nb run --layer <layer>`` for the Kestra execution (the same runner,
+lock, run record and papermill calls as on the command line) in an
 ``io.kestra.plugin.scripts.python.Commands`` task on the ``Process`` task runner,
 i.e. inside the Kestra container, where the project folder is mounted (see
-:mod:`medallion_nb.kestra.compose`). A layer with several notebooks becomes an
-``io.kestra.plugin.core.flow.Parallel`` task with one child per notebook.
+:mod:`medallion_nb.kestra.compose`). Each task's description shows the papermill
+call it makes per notebook; its output files are the executed notebooks, kept
+even when the layer fails. The last task publishes the run's table versions.
 
 Parameters each notebook receives:
 
@@ -23,7 +26,6 @@ Only the Pebble expressions below are emitted; the tests render exactly these.
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 from pathlib import Path, PurePosixPath
@@ -32,8 +34,7 @@ from typing import Any
 from medallion_nb.errors import FlowError
 from medallion_nb.export import default_export_dir
 from medallion_nb.project import REQUIRED_PARAMETERS, Layer, Project
-from medallion_nb.reporting import KESTRA_ENV, WRITE_LOG_ENV
-from medallion_nb.secrets import SecretText
+from medallion_nb.reporting import KESTRA_ENV
 
 PROJECT_MOUNT = "/project"
 COMMANDS_TASK = "io.kestra.plugin.scripts.python.Commands"
@@ -42,6 +43,7 @@ LOG_TASK = "io.kestra.plugin.core.log.Log"
 PROCESS_RUNNER = "io.kestra.plugin.core.runner.Process"
 SCHEDULE_TRIGGER = "io.kestra.plugin.core.trigger.Schedule"
 EXPORT_TASK_ID = "export"
+PUBLISH_TASK_ID = "publish"
 FAILURE_TASK_ID = "log_failure"
 
 PROJECT_DIR = "{{ vars.project_dir }}"
@@ -90,6 +92,7 @@ def build_flow(project: Project, *, project_dir: str = PROJECT_MOUNT) -> dict[st
     if not project.layers:
         raise FlowError(f"{project.config_path}: the project has no layers to put in a flow")
     tasks = [_layer_task(project, layer) for layer in project.layers]
+    tasks.append(_publish_task(project))
     if project.kestra.export:
         tasks.append(_export_task(project))
     _check_unique_ids(project, tasks)
@@ -139,28 +142,21 @@ def _description(project: Project) -> str:
 def _layer_task(project: Project, layer: Layer) -> dict[str, Any]:
     if not layer.notebooks:
         raise FlowError(f"{project.config_path}: layers.{layer.name}: the layer has no notebook")
-    if len(layer.notebooks) == 1:
-        return _notebook_task(project, layer, layer.notebooks[0], layer.name)
-    children = [_notebook_task(project, layer, nb, f"{layer.name}_{_task_id(nb.stem)}") for nb in layer.notebooks]
-    return {
-        "id": layer.name,
-        "type": PARALLEL_TASK,
-        "description": f"Layer {layer.name}: {len(children)} notebooks run side by side.",
-        "tasks": children,
-    }
-
-
-def _notebook_task(project: Project, layer: Layer, notebook: Path, task_id: str) -> dict[str, Any]:
-    rel = _relative(project, notebook, f"layers.{layer.name}.notebooks")
-    output = f"{notebook.stem}.ipynb"
+    calls = [papermill_call(project, layer, nb) for nb in layer.notebooks]
+    together = " side by side" if len(calls) > 1 else ""
     task: dict[str, Any] = {
-        "id": task_id,
+        "id": layer.name,
         "type": COMMANDS_TASK,
-        "description": f"Layer {layer.name}: run {rel} with papermill; the executed notebook is the output file.",
+        "description": "\n".join([
+            f"Layer {layer.name}: `medallion-nb run --layer {layer.name}` for this execution runs{together}, "
+            "under the lake's writer lock:", *(f"  {call}" for call in calls),
+            "The executed notebooks are the task's output files (also when the layer fails) and are kept in "
+            f"runs/<execution id>/{layer.name}/ with run.json and each kernel's log.",
+        ]),
         "taskRunner": {"type": PROCESS_RUNNER},
-        "env": _notebook_env(project, layer, notebook),
-        "commands": papermill_commands(project, layer, notebook),
-        "outputFiles": [output],
+        "env": _layer_env(project),
+        "commands": layer_commands(project, layer),
+        "outputFiles": [f"{nb.stem}.ipynb" for nb in layer.notebooks],
         "timeout": layer.timeout,
     }
     retry = _retry(project)
@@ -169,12 +165,8 @@ def _notebook_task(project: Project, layer: Layer, notebook: Path, task_id: str)
     return task
 
 
-def _notebook_env(project: Project, layer: Layer, notebook: Path) -> dict[str, str]:
+def _layer_env(project: Project) -> dict[str, str]:
     env = {KESTRA_ENV: "1", "PYTHONUNBUFFERED": "1"}
-    kept = _runs_folder(project)
-    if kept is not None:
-        # The same write log `medallion-nb run` keeps next to each executed notebook.
-        env[WRITE_LOG_ENV] = _in_project(f"{kept}/{RUN_ID}/{layer.name}/{notebook.stem}.writes.jsonl")
     # Kestra renders each secret into the task's environment only; the value never enters the flow.
     env.update({name: secret_expression(name) for name in sorted(project.secret_references())})
     return env
@@ -185,48 +177,61 @@ def secret_expression(name: str) -> str:
     return "{{ secret(" + _pebble_string(name) + ") }}"
 
 
-def papermill_commands(project: Project, layer: Layer, notebook: Path) -> list[str]:
-    """The shell commands of one notebook's task (POSIX sh, run in the task's working directory)."""
+def papermill_call(project: Project, layer: Layer, notebook: Path) -> str:
+    """The papermill command line equivalent to what the runner does for one notebook (for people to read)."""
     rel = _relative(project, notebook, f"layers.{layer.name}.notebooks")
-    output = f"{notebook.stem}.ipynb"
+    kept = _runs_folder(project) or "runs"
+    output = f"{kept}/<execution id>/{layer.name}/{notebook.stem}.ipynb"
+    words = ["papermill", shlex.quote(rel), output, "--cwd", shlex.quote(str(PurePosixPath(rel).parent)),
+             "-p", "project_dir", PROJECT_MOUNT, "-p", "run_id", "<execution id>", "-p", "run_date", "<run_date>",
+             "-y", "'full_refresh: <full_refresh input>'"]
+    return " ".join(words)
+
+
+def layer_commands(project: Project, layer: Layer) -> list[str]:
+    """The shell commands of one layer's task (POSIX sh, run in the task's working directory)."""
     kept = _runs_folder(project)
-    # papermill writes the executed notebook into the project's runs folder, where it
-    # stays even when the notebook fails; a copy in the working directory is the
-    # task's output file.
-    kept_copy = f"{kept}/{RUN_ID}/{layer.name}/{output}" if kept is not None else None
-    executed = _in_project(kept_copy) if kept_copy else output
-    cwd = str(PurePosixPath(rel).parent)
-    # One option group per line, joined with backslash-newline: the same shell command, readable in the UI.
-    papermill = [
-        ["papermill", _in_project(rel), executed],
-        # Notebook output goes to the task log, where Kestra picks up the
-        # ::{"outputs": ...}:: lines the library prints for every write.
-        ["--cwd", _in_project(cwd), "--log-output", "--no-progress-bar"],
-        ["-r", "project_dir", PROJECT_DIR],
-        ["-r", "run_id", RUN_ID],
-        ["-r", "run_date", run_date_expression(project)],
-        ["-y", f"full_refresh: {FULL_REFRESH}"],
+    run = [
+        ["medallion-nb", "run", "--project", PROJECT_DIR, "--run-id", RUN_ID, "--layer", layer.name],
+        # One run per execution, one task per layer: each task adds its layer to the run's record,
+        # and the publish task publishes once every layer succeeded.
+        ["--attach", "--no-publish"],
+        ["-p", "run_date=" + run_date_expression(project)],
+        ["-p", "full_refresh=" + FULL_REFRESH],
     ]
-    extra = {k: v for k, v in project.parameters.items()
-             if k not in REQUIRED_PARAMETERS and not isinstance(v, SecretText)}
-    plain = {k: v for k, v in extra.items() if not _is_pebble(v)}
-    if plain:
-        papermill.append(["-y", json.dumps(plain, sort_keys=True)])
-    for name, value in sorted(extra.items()):
-        if _is_pebble(value):  # rendered by Kestra, passed as text
+    # Other parameters come from medallion.yaml, which the runner reads; only those that are
+    # Kestra expressions are rendered here and passed (as text).
+    for name, value in sorted(project.parameters.items()):
+        if name not in REQUIRED_PARAMETERS and _is_pebble(value):
             _check_quotable(value, f"{project.config_path}: parameters.{name}")
-            papermill.append(["-r", name, value])
-    # Kestra logs every stderr line as an ERROR (and errorLogs() returns them), so the
-    # notebook's output and papermill's messages go to stdout; the only stderr line is
-    # the one naming the failed layer, which the flow's error handler reports.
-    failed = f"layer {layer.name}: {rel} failed; see the log above and the executed notebook {kept_copy or output}"
-    papermill[-1] = [*papermill[-1], "2>&1"]
-    commands = [" \\\n  ".join(_join(group) for group in papermill)
-                + " \\\n  || { echo " + _join([failed]) + " >&2; exit 1; }"]
-    if kept_copy:
-        commands.insert(0, _join(["mkdir", "-p", _in_project(f"{kept}/{RUN_ID}/{layer.name}")]))
-        commands.append(_join(["cp", executed, output]))
+            run.append(["-p", f"{name}={value}"])
+    # Kestra logs every stderr line as an ERROR (and errorLogs() returns them), so the runner's
+    # progress goes to stdout (INFO); the only stderr line is the one naming the failed layer.
+    run[-1] = [*run[-1], "2>&1"]
+    commands = [" \\\n  ".join(_join(group) for group in run) + " || status=$?"]
+    folder = f"{kept}/{RUN_ID}/{layer.name}" if kept is not None else None
+    if folder:
+        # The executed notebooks are the task's output files, whether the layer succeeded or not.
+        for nb in layer.notebooks:
+            commands.append(_join(["cp", _in_project(f"{folder}/{nb.stem}.ipynb"), f"{nb.stem}.ipynb"])
+                            + " 2>/dev/null || true")
+    failed = (f"layer {layer.name} failed; see the log above and the executed notebooks in "
+              f"{folder or 'the runs folder'}")
+    commands.append('if [ "${status:-0}" -ne 0 ]; then echo ' + _join([failed]) + ' >&2; exit "$status"; fi')
     return commands
+
+
+def _publish_task(project: Project) -> dict[str, Any]:
+    return {
+        "id": PUBLISH_TASK_ID,
+        "type": COMMANDS_TASK,
+        "description": "Publish the table versions this execution produced as one snapshot: dashboards, "
+                       "exports and connect(snapshot='published') see the whole run, never a mix.",
+        "taskRunner": {"type": PROCESS_RUNNER},
+        "env": {"PYTHONUNBUFFERED": "1"},
+        "commands": [_join(["medallion-nb", "publish", "--project", PROJECT_DIR, "--run-id", RUN_ID])],
+        "timeout": "PT10M",
+    }
 
 
 def _export_task(project: Project) -> dict[str, Any]:
@@ -341,5 +346,6 @@ def _check_unique_ids(project: Project, tasks: list[dict[str, Any]]) -> None:
     if dupes:
         raise FlowError(
             f"{project.config_path}: two Kestra tasks would share the id(s) {', '.join(dupes)}",
-            hint=f"rename a layer or notebook; {EXPORT_TASK_ID!r} and {FAILURE_TASK_ID!r} are reserved task ids",
+            hint=f"rename a layer; {PUBLISH_TASK_ID!r}, {EXPORT_TASK_ID!r} and {FAILURE_TASK_ID!r} are reserved "
+                 "task ids",
         )

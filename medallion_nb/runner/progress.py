@@ -10,6 +10,7 @@ is called from a notebook.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import threading
@@ -17,10 +18,9 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from medallion_nb.reporting import KESTRA_ENV, kestra_payload
 from medallion_nb.runner.record import LayerRecord, NotebookRecord, RunRecord
 
-# Kestra runs tasks without a terminal; this is set in its task environment.
-KESTRA_ENV = "MEDALLION_KESTRA_OUTPUTS"
 LABEL_WIDTH = 60
 
 
@@ -177,6 +177,60 @@ class ConsoleProgress(RunObserver):
         with self._mutex:
             self._cells.clear()
             self._erase()
+
+
+class Observers(RunObserver):
+    """Several observers as one."""
+
+    def __init__(self, *observers: RunObserver) -> None:
+        self.observers = observers
+
+    def __getattribute__(self, name: str) -> Any:
+        if name.startswith("_") or name == "observers" or not hasattr(RunObserver, name):
+            return object.__getattribute__(self, name)
+
+        def each(*args: Any, **kwargs: Any) -> None:
+            for observer in object.__getattribute__(self, "observers"):
+                getattr(observer, name)(*args, **kwargs)
+
+        return each
+
+
+class KestraOutputs(RunObserver):
+    """Prints Kestra's ``::{"outputs": ..., "metrics": ...}::`` line for every table of each finished notebook.
+
+    The runner prints them (to the task log), not the notebooks, so they stay out of the
+    executed notebooks; a table the notebook did not change this time (nothing new, or
+    the notebook was up to date) is reported too, with 0 rows written.
+    """
+
+    def __init__(self, project: Any, stream: TextIO | None = None) -> None:
+        self.project = project
+        self.stream = stream or sys.stdout
+
+    def notebook_finished(self, record: RunRecord, notebook: NotebookRecord) -> None:
+        from medallion_nb.lineage import project_lineage
+        from medallion_nb.storage import TableStore
+
+        layer = next(lay for lay in record.layers if notebook in lay.notebooks)
+        written = {t.table: t for t in layer.tables if t.notebook == notebook.notebook}
+        try:
+            owned = project_lineage(self.project).notebook(notebook.notebook).writes
+        except KeyError:
+            owned = ()
+        store = TableStore(self.project.lake)
+        for table in dict.fromkeys([*written, *owned]):
+            if table in written:
+                t = written[table]
+                rows, total, version = t.rows, t.total_rows, t.version
+            else:
+                layer_name, _, name = table.partition(".")
+                if not store.exists(layer_name, name):
+                    continue
+                snap = store.snapshot(layer_name, name)
+                rows, total, version = 0, snap.rows, snap.version
+            print("::" + json.dumps(kestra_payload(table, rows, total, version), sort_keys=True) + "::",
+                  file=self.stream, flush=True)
 
 
 class NotebookProgress(RunObserver):

@@ -33,7 +33,7 @@ from medallion_nb import errors
 from medallion_nb.errors import MedallionError, NotebookRunError
 from medallion_nb.lock import WriterLock
 from medallion_nb.project import Project, Scalar
-from medallion_nb.reporting import WRITE_LOG_ENV, read_write_log
+from medallion_nb.reporting import KESTRA_ENV, WRITE_LOG_ENV, read_write_log
 from medallion_nb.runner import freshness
 from medallion_nb.runner.execute import NotebookEngine, NotebookOutcome, NotebookTask
 from medallion_nb.runner.params import (
@@ -44,6 +44,7 @@ from medallion_nb.runner.params import (
 )
 from medallion_nb.runner.plan import NOT_RUN, NOT_SELECTED, NotebookFailed, NotebookStep, Plan, build_plan
 from medallion_nb.runner.progress import RunObserver, default_observer
+from medallion_nb.runner.publish import publish_record
 from medallion_nb.runner.record import (
     DONE,
     LayerRecord,
@@ -70,6 +71,8 @@ def run_pipeline(
     force: bool = False,
     wait: float | None = 0,
     resume: str | None = None,
+    attach: bool = False,
+    publish: bool = True,
 ) -> RunRecord:
     """Execute the project's notebooks (all, some layers, or a ``select`` slice) and record the run.
 
@@ -90,6 +93,11 @@ def run_pipeline(
         wait: seconds to wait for another run's writer lock (0: refuse at once, None: as long as it takes).
         resume: the id of an earlier run to continue: its notebooks that did not succeed run again,
             with the same parameters, into the same run folder.
+        attach: add to the run ``run_id`` if it exists (a scheduler running one task per layer): its
+            record keeps the other notebooks; a notebook that failed there with a data error is not
+            run again (a scheduler's retry ends at once with exit code 3).
+        publish: publish the run's table versions when it succeeds (see :mod:`.publish`); a scheduler
+            running one task per layer publishes once, after the last layer.
 
     Returns:
         The run record (also saved as ``<runs>/<run_id>/run.json``).
@@ -108,7 +116,10 @@ def run_pipeline(
     run_id = check_run_id(run_id) if run_id is not None else new_run_id()
     params = notebook_parameters(project, run_id, parameters)
     run_dir = project.runs / run_id
-    if run_dir.exists() and resume is None:
+    if attach and (run_dir / "run.json").is_file():
+        previous = load_record(run_dir / "run.json")
+        _refuse_retrying_data_errors(previous, plan, run_dir)
+    elif run_dir.exists() and resume is None:
         raise ValueError(f"run id {run_id!r} was used before: {run_dir} exists; choose another --run-id")
     observer = observer or default_observer()
     lock = WriterLock(project)
@@ -117,7 +128,7 @@ def run_pipeline(
         _mark_abandoned(project, run_id)
         record = _new_record(project, plan, run_id, params, run_dir, previous)
         run = _Run(plan, record, params, observer, engine or NotebookEngine(), holder.env(),
-                   force=force or bool(params.get("full_refresh")))
+                   force=force or bool(params.get("full_refresh")), publish=publish)
         return run.execute()
     finally:
         lock.release()
@@ -128,12 +139,11 @@ def _new_record(project: Project, plan: Plan, run_id: str, params: Mapping[str, 
     record = RunRecord(run_id=run_id, project=project.name, project_dir=project.root, run_dir=run_dir,
                        parameters=params, layers=[], selection=[step.node for step in plan.steps])
     done = {}
-    if previous is not None:  # a resumed run: what already succeeded stays in the record as it was
+    if previous is not None:  # resumed or attached: the other notebooks stay in the record as they were
         record.resumed = utc_now()
         record.started = previous.get("started", record.started)
         record.selection = list(previous.get("selection") or record.selection)
-        done = {nb["notebook"]: nb for layer in previous.get("layers", []) for nb in layer.get("notebooks", [])
-                if nb.get("status") in DONE}
+        done = {nb["notebook"]: nb for layer in previous.get("layers", []) for nb in layer.get("notebooks", [])}
     chosen = {step.node for step in plan.steps}
     for layer in project.layers:
         notebooks = []
@@ -170,7 +180,7 @@ class _Run(NodeExecutionHook):
     """One run: the DAG's ``run`` input and the Hamilton hook that records it."""
 
     def __init__(self, plan: Plan, record: RunRecord, params: dict[str, Scalar], observer: RunObserver,
-                 engine: NotebookEngine, lock_env: Mapping[str, str], *, force: bool) -> None:
+                 engine: NotebookEngine, lock_env: Mapping[str, str], *, force: bool, publish: bool = True) -> None:
         self.plan = plan
         self.record = record
         self.params = params
@@ -183,6 +193,7 @@ class _Run(NodeExecutionHook):
         self.clock: dict[str, float] = {}
         self.fresh = freshness.State(plan.project)
         self.stopping = threading.Event()
+        self.publish = publish
 
     # -- the whole run -------------------------------------------------------------
     def execute(self) -> RunRecord:
@@ -193,9 +204,14 @@ class _Run(NodeExecutionHook):
         try:
             with self.engine, _terminate_as_interrupt():
                 self._supervise()
-            failed = [layer for layer in record.layers if layer.status == "failed"]
+            failed = [layer for layer in record.layers if layer.status in ("failed", "skipped")]
             record.status = "failed" if failed else "succeeded"
             record.error = "\n".join(layer.error or "" for layer in failed) or None
+            if record.status == "succeeded" and self.publish:
+                publish_record(self.plan.project, record)
+                record.published = True
+            elif record.status == "succeeded":
+                record.status = "waiting"  # for its publish step (a scheduler's last task)
         except BaseException as exc:  # Ctrl-C or a bug: the record still says how far the run got
             self.stopping.set()
             record.status = "failed"
@@ -254,7 +270,7 @@ class _Run(NodeExecutionHook):
             raise failure[0]
 
     def _exit_code(self) -> int:
-        if self.record.status == "succeeded":
+        if self.record.status in ("succeeded", "waiting"):
             return EXIT_OK
         failures = [nb.error for layer in self.record.layers for nb in layer.notebooks
                     if nb.status == "failed" and nb.error]
@@ -275,8 +291,10 @@ class _Run(NodeExecutionHook):
             raise NotebookFailed(node)
         fingerprint = self.fresh.fingerprint(step, self.params)
         if not self.force and self.fresh.up_to_date(step, fingerprint):
+            task = self._task(step)
+            _note_up_to_date(task.output, step.node, self.fresh.last_run(step))
             with self.mutex:
-                self.outcomes[node] = NotebookOutcome(self._task(step), "up to date", 0.0)
+                self.outcomes[node] = NotebookOutcome(task, "up to date", 0.0)
             return "up to date"
         before = self.fresh.versions(step)
         # The notebooks that wait for this one get their kernels started now, so they are ready.
@@ -292,7 +310,8 @@ class _Run(NodeExecutionHook):
 
     def _task(self, step: NotebookStep) -> NotebookTask:
         output, write_log, kernel_log = _paths(self.record, step)
-        env = {WRITE_LOG_ENV: str(write_log), **self.lock_env}
+        # The runner reports writes to Kestra itself: kernels print nothing into the notebooks.
+        env = {WRITE_LOG_ENV: str(write_log), KESTRA_ENV: "", **self.lock_env}
         return NotebookTask(step.layer_name, step.notebook, output, self.params, env=env, kernel_log=kernel_log,
                             on_cell=lambda index, total, label: self._cell(step, index, total, label))
 
@@ -393,6 +412,18 @@ class _Run(NodeExecutionHook):
         return "\n".join(lines)
 
 
+def _note_up_to_date(output: Path, notebook: str, last_run: str | None) -> None:
+    """In place of the executed copy of a notebook that was not run: a one-cell note saying why."""
+    import nbformat
+
+    note = nbformat.v4.new_notebook()
+    note.cells = [nbformat.v4.new_markdown_cell(
+        f"**{notebook} was not run: it is up to date.** Its inputs, its code and its parameters did not change "
+        f"since its last successful run ({last_run}); that run's executed notebook is in its run folder.")]
+    output.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(note, str(output))
+
+
 def nb_reads(nb: NotebookRecord) -> list[str]:
     """Tables the notebook read, as its write log recorded them."""
     return sorted({e["table"] for e in read_write_log(nb.write_log) if e.get("kind") == "read" and "table" in e})
@@ -401,6 +432,26 @@ def nb_reads(nb: NotebookRecord) -> list[str]:
 def _blocked(node_kwargs: Mapping[str, Any]) -> list[str]:
     """Inputs that carry a failed notebook's sentinel (the node will not run)."""
     return [name for name, value in node_kwargs.items() if value is NOT_RUN]
+
+
+def _refuse_retrying_data_errors(previous: Mapping[str, Any], plan: Plan, run_dir: Path) -> None:
+    """A notebook that failed with a data error is not run again in the same run (a retry cannot fix it).
+
+    Raises:
+        NotebookRunError: with ``retryable`` False (exit code 3).
+    """
+    chosen = {step.node for step in plan.steps}
+    for layer in previous.get("layers", []):
+        for nb in layer.get("notebooks", []):
+            error = nb.get("error") or {}
+            if nb.get("notebook") in chosen and nb.get("status") == "failed" and _data_error(error.get("ename", "")):
+                exc = NotebookRunError(
+                    f"not run again: {nb['notebook']} failed in an earlier attempt of run "
+                    f"{previous.get('run_id')} with {error.get('ename')}: {error.get('evalue')} — a data or "
+                    "config error that running again will not fix",
+                    hint=f"fix the data or the notebook, then start a new run; record: {run_dir / 'run.json'}")
+                exc.retryable = False
+                raise exc
 
 
 def _data_error(ename: str) -> bool:
