@@ -354,11 +354,11 @@ def two_silvers(root, *, left_wait=None, right_cells=None):
 @pytest.mark.notebook
 def test_independent_notebooks_run_concurrently_and_a_failure_skips_only_its_dependents(tmp_path):
     # The silver notebooks wait for each other (no clock compared): run one after the other, left would fail.
-    failing = (CONNECT, wait_for_each_other(tmp_path, "right", "left"), "raise ValueError('bad right')",
-               'lake.write("silver.right", "select 1 as n")')
+    failing = (CONNECT, 'numbers = lake.table("bronze.n")', wait_for_each_other(tmp_path, "right", "left"),
+               "raise ValueError('bad right')", 'lake.write("silver.right", numbers)')
     project = load_project(two_silvers(tmp_path / "two", left_wait=wait_for_each_other(tmp_path, "left", "right"),
                                        right_cells=failing))
-    with pytest.raises(NotebookRunError, match=r"layer 'silver' failed: notebooks/right.ipynb, cell 4"):
+    with pytest.raises(NotebookRunError, match=r"layer 'silver' failed: notebooks/right.ipynb, cell 5"):
         run_pipeline(project, run_id="t1")
     record = load_record(project.runs / "t1")
     notebooks = {nb["notebook"]: nb for layer in record["layers"] for nb in layer["notebooks"]}

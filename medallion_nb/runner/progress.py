@@ -305,9 +305,10 @@ def _isatty(stream: TextIO) -> bool:
 
 def _columns(stream: TextIO) -> int:
     try:
-        return os.get_terminal_size(stream.fileno()).columns
+        columns = os.get_terminal_size(stream.fileno()).columns
     except (AttributeError, OSError, ValueError):
-        return 100
+        columns = 0
+    return columns or 100  # a terminal that does not know its size says 0
 
 
 def _short(text: str, width: int = LABEL_WIDTH) -> str:

@@ -204,9 +204,10 @@ class _Run(NodeExecutionHook):
         try:
             with self.engine, _terminate_as_interrupt():
                 self._supervise()
-            failed = [layer for layer in record.layers if layer.status in ("failed", "skipped")]
-            record.status = "failed" if failed else "succeeded"
-            record.error = "\n".join(layer.error or "" for layer in failed) or None
+            failed = [layer for layer in record.layers if layer.status == "failed"]
+            unfinished = failed or [layer for layer in record.layers if layer.status == "skipped"]
+            record.status = "failed" if unfinished else "succeeded"
+            record.error = "\n".join(layer.error or "" for layer in unfinished) or None
             if record.status == "succeeded" and self.publish:
                 publish_record(self.plan.project, record)
                 record.published = True
