@@ -25,11 +25,18 @@ def _add_project_option(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_sample_data(args: argparse.Namespace) -> int:
+    import time
+
     from medallion_nb.sampledata import SampleSpec, generate
 
     spec = SampleSpec(orders=args.orders, days=args.days, customers=args.customers,
                       products=args.products, seed=args.seed)
-    counts = generate(args.out, spec)
+    started = time.monotonic()
+
+    def step(text: str) -> None:
+        print(f"sample-data: {text} ({time.monotonic() - started:.1f}s)", file=sys.stderr, flush=True)
+
+    counts = generate(args.out, spec, progress=step)
     print(f"wrote sample data to {args.out}: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
     return EXIT_OK
 

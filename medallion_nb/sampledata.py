@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -75,13 +76,15 @@ def _copy(con: duckdb.DuckDBPyConnection, sql: str, path: Path) -> None:
     con.execute(f"COPY ({sql}) TO '{path}' (HEADER, DELIMITER ',')")
 
 
-def generate(out: str | Path, spec: SampleSpec | None = None) -> dict[str, int]:
+def generate(out: str | Path, spec: SampleSpec | None = None,
+             progress: Callable[[str], None] | None = None) -> dict[str, int]:
     """Write products, customers and daily order files under ``out``.
 
     Files: ``products.csv``, ``customers/customers_<date>.csv`` (an initial
     snapshot and a later update) and ``orders/orders_<date>.csv`` (one a day).
     Existing files of the same names are replaced; files are written to a
-    temporary folder first and moved in place when complete.
+    temporary folder first and moved in place when complete. ``progress`` is
+    told, in words, each step as it starts.
 
     Returns:
         How many rows went into each kind of file.
@@ -96,11 +99,14 @@ def generate(out: str | Path, spec: SampleSpec | None = None) -> dict[str, int]:
     s = spec.seed
     with tempfile.TemporaryDirectory(dir=out, prefix=".sample-") as tmp_name:
         tmp = Path(tmp_name)
-        counts = {
-            "products": _products(con, spec, s, tmp / "products.csv"),
-            **_customers(con, spec, s, tmp / "customers"),
-            **_orders(con, spec, s, tmp / "orders"),
-        }
+        step = progress or (lambda text: None)
+        step(f"products: {spec.n_products:,}")
+        counts = {"products": _products(con, spec, s, tmp / "products.csv")}
+        step(f"customers: {spec.n_customers:,}")
+        counts.update(_customers(con, spec, s, tmp / "customers"))
+        step(f"orders: {spec.orders:,} over {spec.days} daily files")
+        counts.update(_orders(con, spec, s, tmp / "orders"))
+        step(f"moving the files into {out}")
         for item in sorted(tmp.iterdir()):
             target = out / item.name
             if target.is_dir():

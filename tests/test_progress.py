@@ -105,3 +105,33 @@ def test_a_terminal_sees_one_status_line_rewritten_in_place(tmp_path):
     assert "nb/a.ipynb: cell " not in text  # no plain per-cell lines in a terminal
     assert "[1/1] bronze ok" in text
     assert "run p1 succeeded" in text
+
+
+def test_sample_data_says_what_it_is_writing(tmp_path, capsys):
+    from medallion_nb.cli import main
+
+    assert main(["sample-data", "--orders", "500", "--days", "3", "--out", str(tmp_path / "raw")]) == 0
+    steps = [line.split(" (")[0] for line in capsys.readouterr().err.splitlines()]
+    assert steps == ["sample-data: products: 40", "sample-data: customers: 200",
+                     "sample-data: orders: 500 over 3 daily files",
+                     f"sample-data: moving the files into {tmp_path / 'raw'}"]
+
+
+def test_the_notebook_widget_follows_each_notebook_cell_by_cell(tmp_path):
+    from medallion_nb.runner import NotebookProgress
+
+    widget = NotebookProgress()
+    rec = record(tmp_path)
+    nb = rec.layers[0].notebooks[0]
+    widget.run_started(rec)
+    bar, label = widget.bars["notebooks/silver.ipynb"]
+    widget.cell_started(rec, nb, 7, 18, "Orders: latest = lake.latest(...)", 2.5, 1200)
+    assert (bar.value, bar.max) == (7, 18)
+    assert "cell 7/18" in label.value
+    assert "1,200 rows written" in label.value
+    nb.status = "failed"
+    widget.notebook_finished(rec, nb)
+    assert (bar.value, bar.bar_style) == (18, "danger")
+    rec.status, rec.duration_s = "failed", 3.0
+    widget.run_finished(rec)
+    assert "failed in 3.0s" in widget.title.value
