@@ -258,8 +258,10 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
 
     _quiet_papermill()
     project = load_project(args.project)
-    backfill(project, args.start, args.end, layers=args.layer, select=args.select, parameters=dict(args.param),
-             force=args.force, wait=args.wait, observer_factory=ConsoleProgress)
+    done = backfill(project, args.start, args.end, layers=args.layer, select=args.select,
+                    parameters=dict(args.param), force=args.force, wait=args.wait, observer_factory=ConsoleProgress)
+    for day, what in done:
+        print(f"{day} {what}")
     return EXIT_OK
 
 

@@ -99,6 +99,11 @@ def test_a_data_error_exits_3(tmp_path, capsys):
     assert "QualityError" in capsys.readouterr().err
     record = json.loads((root / "runs" / "d1" / "run.json").read_text())
     assert (record["status"], record["exit_code"]) == ("failed", 3)
+    # A scheduler's retry of the same run (--attach) ends at once: a data error is not run again.
+    assert main(["run", "--project", str(root), "--run-id", "d1", "--attach", "--layer", "silver"]) == 3
+    err = capsys.readouterr().err
+    assert "error: not run again: notebooks/silver.ipynb failed in an earlier attempt of run d1 with Quality" in err
+    assert json.loads((root / "runs" / "d1" / "run.json").read_text()) == record
 
 
 def test_bad_config_exits_2_with_the_problem(tmp_path, capsys):
