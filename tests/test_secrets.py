@@ -9,7 +9,7 @@ from notebook_factory import CONNECT, notebook_text
 from medallion_nb import connect
 from medallion_nb.cli import main
 from medallion_nb.errors import FlowError, ProjectError, SecretError
-from medallion_nb.kestra.flow import build_flow, papermill_commands
+from medallion_nb.kestra.flow import build_flow, layer_commands
 from medallion_nb.project import load_project
 from medallion_nb.runner.params import notebook_parameters
 from medallion_nb.secrets import SecretText, parse, redact
@@ -96,22 +96,24 @@ def test_the_flow_maps_secrets_to_kestra_secrets_in_the_task_env(tmp_path):
         tmp_path, "\nparameters:\n  api_token: \"{{ secret('API_TOKEN') }}\"\n  other: ${OTHER_KEY}\n"
                   "  label: \"{{ execution.id }}\"\n  region: eu\n"))
     flow = build_flow(project)
-    for task in flow["tasks"]:
+    layers = [task for task in flow["tasks"] if task["id"] in {layer.name for layer in project.layers}]
+    assert layers
+    for task in layers:
         assert task["env"]["API_TOKEN"] == "{{ secret('API_TOKEN') }}"
         assert task["env"]["OTHER_KEY"] == "{{ secret('OTHER_KEY') }}"
         command = "\n".join(task["commands"])
         assert "API_TOKEN" not in command
         assert "OTHER_KEY" not in command
         assert "api_token" not in command
-        assert '-y \'{"region": "eu"}\'' in command
-        assert '-r label "{{ execution.id }}"' in command
+        assert "region" not in command  # the runner reads plain parameters from medallion.yaml
+        assert '-p "label={{ execution.id }}"' in command  # a Kestra expression is rendered by Kestra
 
 
 def test_a_kestra_expression_that_cannot_be_quoted_names_its_key(tmp_path):
     project = load_project(project_with(tmp_path, "\nparameters:\n  label: '{{ \"x\" }}'\n"))
     layer = project.layers[0]
-    with pytest.raises(FlowError, match=r"parameters\.label: .* cannot be put in the papermill command"):
-        papermill_commands(project, layer, layer.notebooks[0])
+    with pytest.raises(FlowError, match=r"parameters\.label: .* cannot be put in the task's command"):
+        layer_commands(project, layer)
 
 
 # -- nothing a run leaves behind contains a secret -------------------------------------------------------------
@@ -178,8 +180,9 @@ def test_no_artefact_of_a_cli_run_or_a_kestra_execution_holds_the_secret(tmp_pat
     [flow_file] = (flow_root / "kestra" / "flows").glob("*.yml")
     flow = yaml.safe_load(flow_file.read_text(encoding="utf-8"))
     assert check_references(flow) == []
-    assert all(t["env"]["API_TOKEN"] == "{{ secret('API_TOKEN') }}" for t in flow["tasks"])
-    assert all(t["env"]["PG_URL"] == "{{ secret('PG_URL') }}" for t in flow["tasks"])
+    layers = [t for t in flow["tasks"] if t["id"] != "publish"]
+    assert all(t["env"]["API_TOKEN"] == "{{ secret('API_TOKEN') }}" for t in layers)
+    assert all(t["env"]["PG_URL"] == "{{ secret('PG_URL') }}" for t in layers)
     for name in ("API_TOKEN", "PG_URL"):  # only Kestra's secret store has them
         monkeypatch.delenv(name, raising=False)
     execution = Execution("exec-secret", datetime.now(UTC), flow_inputs(flow),

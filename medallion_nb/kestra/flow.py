@@ -35,6 +35,7 @@ from medallion_nb.errors import FlowError
 from medallion_nb.export import default_export_dir
 from medallion_nb.project import REQUIRED_PARAMETERS, Layer, Project
 from medallion_nb.reporting import KESTRA_ENV
+from medallion_nb.secrets import SecretText
 
 PROJECT_MOUNT = "/project"
 COMMANDS_TASK = "io.kestra.plugin.scripts.python.Commands"
@@ -202,7 +203,7 @@ def layer_commands(project: Project, layer: Layer) -> list[str]:
     # Other parameters come from medallion.yaml, which the runner reads; only those that are
     # Kestra expressions are rendered here and passed (as text).
     for name, value in sorted(project.parameters.items()):
-        if name not in REQUIRED_PARAMETERS and _is_pebble(value):
+        if name not in REQUIRED_PARAMETERS and _is_pebble(value) and not isinstance(value, SecretText):
             _check_quotable(value, f"{project.config_path}: parameters.{name}")
             run.append(["-p", f"{name}={value}"])
     # Kestra logs every stderr line as an ERROR (and errorLogs() returns them), so the runner's
@@ -302,7 +303,7 @@ def _is_pebble(value: object) -> bool:
 
 def _check_quotable(value: str, key: str) -> None:
     if any(ch in value for ch in '"$`\\'):
-        raise FlowError(f"{key}: {value!r} cannot be put in the papermill command: a Kestra expression there may "
+        raise FlowError(f"{key}: {value!r} cannot be put in the task's command: a Kestra expression there may "
                         "not contain \", $, ` or \\",
                         hint="for a secret write ${NAME} (or {{ secret('NAME') }}) as the whole value: it is passed "
                              "in the task's environment instead")
