@@ -127,7 +127,9 @@ class WritePath:
             LakeError: the handle has no ``notebook``, the table does not exist, or the
                 version consumed last cannot be read any more (use ``full_refresh=True``).
         """
-        return read_changes(self, name, full_refresh=full_refresh)
+        found = read_changes(self, name, full_refresh=full_refresh)
+        self._read(name, "changes")  # in the run's write log, for lineage
+        return found
 
     def write_split(self: Lakehouse, data: Any, rules: Mapping[str, str], *, good: str, bad: str,
                     good_columns: str = "*", bad_columns: str = "*", mode: str = "replace",

@@ -36,8 +36,22 @@ def consistent_gold(project: Path) -> tuple[str | None, float, float]:
         return lake.manifest.run_id if lake.manifest else None, float(daily), float(monthly)
 
 
+def hold_gold_until(project: Path, release: Path) -> None:
+    """Make gold's notebook wait for ``release`` to exist: the first run holds the lock until the test says so."""
+    path = project / "notebooks" / "gold.ipynb"
+    book = json.loads(path.read_text(encoding="utf-8"))
+    wait = (f"import pathlib, time\nrelease = pathlib.Path({str(release)!r})\ndeadline = time.monotonic() + 600\n"
+            "while not release.exists():\n    assert time.monotonic() < deadline, 'never released'\n"
+            "    time.sleep(0.05)")
+    book["cells"].insert(3, {"cell_type": "code", "execution_count": None, "id": "hold", "metadata": {},
+                             "outputs": [], "source": wait})
+    path.write_text(json.dumps(book), encoding="utf-8")
+
+
 def test_a_second_run_refuses_or_waits_and_readers_see_only_published_runs(tmp_path):
     project = copy_demo_project(tmp_path / "shop")
+    release = tmp_path / "release"
+    hold_gold_until(project, release)
     first = start(project, "--run-id", "first", "-p", "run_date=2026-01-20")
     holder = meta_dir(load_project(project)) / "writer.json"
     deadline = time.monotonic() + 300  # only stops a hung test
@@ -54,6 +68,8 @@ def test_a_second_run_refuses_or_waits_and_readers_see_only_published_runs(tmp_p
     assert not (project / "runs" / "refused").exists()
     # Waits for the first run, then runs (the rest of the month).
     waiting = start(project, "--run-id", "second", "--wait", "600")
+    time.sleep(1)  # not needed for correctness: gives the waiting run time to queue up behind the lock
+    release.touch()
 
     seen: list[tuple[str | None, float, float]] = []
     stop = threading.Event()
