@@ -26,8 +26,8 @@ RANKS = {
     "secrets": 1, "sources": 1, "sql": 1, "project": 1, "checkspec": 1,
     "lakemeta": 2, "lock": 2, "dedupe": 2, "quality": 2,
     "storage": 3, "lineage": 3,
-    "snapshots": 4, "expectations": 4, "engine": 4,
-    "writing": 5, "lakehouse": 5, "ingest": 5, "quarantine": 5, "export": 5,
+    "snapshots": 4, "quarantine": 4, "expectations": 4, "engine": 4,
+    "writing": 5, "lakehouse": 5, "ingest": 5, "export": 5,
     "runner": 6, "kestra": 6, "widgets": 6, "scaffold": 6,
     "": 7,  # the package itself (medallion_nb/__init__.py)
     "cli": 8, "__main__": 9,
@@ -38,7 +38,6 @@ PEERS = {"runner", "kestra", "widgets"}
 ALLOWED = {
     ("lakehouse", "widgets"): "lake.explore() opens the gold explorer (a lazy import inside that method)",
     ("lakehouse", "ingest"): "lake.ingest() delegates to the ingest package (lazy)",
-    ("lakehouse", "quarantine"): "lake.write_split() delegates to quarantine (lazy)",
     ("errors", "secrets"): "error messages redact resolved secret values (lazy, when a message is built)",
     ("storage", "snapshots"): "vacuum keeps the files that published snapshots still reference (lazy)",
     ("scaffold", ""): "init reads the package version",
