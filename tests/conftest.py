@@ -12,8 +12,25 @@ from pathlib import Path
 import pytest
 from read_guard import GUARD, describe
 
+from medallion_nb import secrets
+
 REPO = Path(__file__).resolve().parents[1]
 KESTRA_SCHEMA = REPO / "tests" / "kestra_schema"
+
+
+@pytest.fixture(autouse=True)
+def _secrets_resolved_by_a_test_stay_in_it():
+    """A resolved secret is remembered process-wide for redaction; forget a test's after it.
+
+    Otherwise a value one test resolved (``DB_NAME=shop``) is redacted from the messages
+    of whichever test runs next in the same worker process.
+    """
+    with secrets._resolved_lock:
+        before = dict(secrets._resolved)
+    yield
+    with secrets._resolved_lock:
+        secrets._resolved.clear()
+        secrets._resolved.update(before)
 
 
 @pytest.fixture(autouse=True)
