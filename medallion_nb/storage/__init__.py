@@ -2,6 +2,7 @@
 
 - :mod:`~medallion_nb.storage.stage`: a write is staged (DuckDB writes the rows as
   Parquet, with statistics), can be audited, then committed or aborted;
+- :mod:`~medallion_nb.storage.plan`: how a write is staged and committed (as files, or through delta-rs);
 - :mod:`~medallion_nb.storage.delta`: the Delta log through ``deltalake`` (delta-rs):
   which tables exist, snapshots, history, commits of staged files, merge;
 - :mod:`~medallion_nb.storage.stats`: Delta file statistics from DuckDB's;

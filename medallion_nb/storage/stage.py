@@ -31,22 +31,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
 
 from medallion_nb.errors import LakeError
 from medallion_nb.lock import commit_guard
 from medallion_nb.oserrors import failure
-from medallion_nb.sql import literal, quote_ident, quote_name
+from medallion_nb.sql import literal, quote_ident
 from medallion_nb.storage.delta import (
     METADATA_PREFIX,
     WRITE_MODES,
-    Snapshot,
     WriteResult,
     add_action,
-    delta_arrow_schema,
 )
+from medallion_nb.storage.plan import Plan, aligned_select, make_plan
 from medallion_nb.storage.rewrite import replaced_files
-from medallion_nb.storage.scan import duckdb_types, scan_sql
+from medallion_nb.storage.scan import scan_sql
 from medallion_nb.storage.stats import file_stats
 
 if TYPE_CHECKING:
@@ -59,7 +57,6 @@ FILE_BYTES = "256MB"
 BATCH_ROWS = 122_880
 STAGING_DIR = "_medallion/staging"
 DELETE_FLAG = "__medallion_delete"
-PARTITION_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "VARCHAR", "DATE", "BOOLEAN")
 _VIEWS = itertools.count()
 
 
@@ -112,7 +109,7 @@ class Staged:
             staged.commit()
     """
 
-    def __init__(self, lake: Lakehouse, name: str, plan: _Plan, files: list[StagedFile]) -> None:
+    def __init__(self, lake: Lakehouse, name: str, plan: Plan, files: list[StagedFile]) -> None:
         self._lake = lake
         self.table = name
         self.mode = plan.mode
@@ -263,19 +260,6 @@ class Staged:
         return copy_rows(self._lake.con, select_sql, folder, self._plan.partition_by)
 
 
-@dataclass
-class _Plan:
-    mode: str
-    schema: pa.Schema
-    partition_by: tuple[str, ...]
-    direct: bool
-    base: Snapshot | None
-    keys: tuple[str, ...] = ()
-    where: str | None = None
-    scratch: Path | None = None
-    delete_files: tuple[str, ...] = ()
-
-
 def stage(lake: Lakehouse, name: str, rel: duckdb.DuckDBPyRelation, *, mode: str = "replace",
           keys: Sequence[str] = (), where: str | None = None, partition_by: Sequence[str] | None = None,
           delete: duckdb.DuckDBPyRelation | None = None, con: duckdb.DuckDBPyConnection | None = None) -> Staged:
@@ -291,7 +275,7 @@ def stage(lake: Lakehouse, name: str, rel: duckdb.DuckDBPyRelation, *, mode: str
         raise LakeError(f"write to {name}: mode {mode!r} is not one of {', '.join(WRITE_MODES)}")
     con = con or lake.con
     base = lake.store.snapshot(layer, table) if lake.store.exists(layer, table) else None
-    plan = _plan(con, name, rel, mode, tuple(keys), where, partition_by, base, delete is not None)
+    plan = make_plan(con, name, rel, mode, tuple(keys), where, partition_by, base, delete is not None)
     folder = lake.store.path(layer, table) if plan.direct else \
         lake.store.root / STAGING_DIR / f"{layer}.{table}-{uuid.uuid4().hex[:12]}"
     plan.scratch = None if plan.direct else folder
@@ -299,7 +283,7 @@ def stage(lake: Lakehouse, name: str, rel: duckdb.DuckDBPyRelation, *, mode: str
     files: list[StagedFile] = []
     try:
         _expose(con, rel, view)
-        files = copy_rows(con, _aligned_select(con, rel, view, plan), folder, plan.partition_by if plan.direct else ())
+        files = copy_rows(con, aligned_select(con, rel, view, plan), folder, plan.partition_by if plan.direct else ())
         staged = Staged(lake, name, plan, files)
         if plan.mode == "merge":
             _check_keys(con, staged, name, plan.keys)
@@ -328,90 +312,6 @@ def _expose(con: duckdb.DuckDBPyConnection, rel: duckdb.DuckDBPyRelation, view: 
         con.execute(f"DESCRIBE {view}")  # binds, reads nothing
     except duckdb.CatalogException:
         con.from_arrow(rel.to_arrow_reader(BATCH_ROWS)).create_view(view, replace=True)
-
-
-def _plan(con: duckdb.DuckDBPyConnection, name: str, rel: duckdb.DuckDBPyRelation, mode: str, keys: tuple[str, ...],
-          where: str | None, partition_by: Sequence[str] | None, base: Snapshot | None, deleting: bool) -> _Plan:
-    new_schema = delta_arrow_schema(_arrow_schema(con, rel))
-    if mode == "merge":
-        if not keys:
-            raise LakeError(f"write to {name}: mode merge needs key=... (the columns that identify a row)")
-        missing = [k for k in keys if k not in rel.columns]
-        if missing:
-            raise LakeError(f"write to {name}: merge key {', '.join(missing)} is not a column of the new rows "
-                            f"(columns: {', '.join(rel.columns)})")
-    elif deleting:
-        raise LakeError(f"write to {name}: delete=... goes with mode='merge' (the keys to delete)")
-    if where is not None and mode != "replace_where":
-        raise LakeError(f"write to {name}: where=... goes with mode='replace_where'")
-    wanted = tuple(partition_by) if partition_by is not None else None
-    if wanted:
-        _check_partitioning(con, name, rel, wanted)
-    if base is None:
-        return _Plan(mode, new_schema, wanted or (), True, None, keys, where)
-    current = base.partition_by
-    table_cols = set(base.schema.names)
-    if mode == "replace":
-        target = wanted if wanted is not None else (current if set(current) <= set(rel.columns) else ())
-        return _Plan(mode, new_schema, target, target == current, base)
-    if wanted is not None and wanted != current:
-        raise LakeError(f"write to {name} ({mode}): the table is partitioned by "
-                        f"({', '.join(current) or 'nothing'}), not ({', '.join(wanted) or 'nothing'}); "
-                        "change the partitioning with mode='replace'")
-    added = [c for c in rel.columns if c not in table_cols]
-    if mode == "append":
-        return _Plan(mode, base.schema if not added else new_schema, current, not added, base)
-    if mode == "merge":
-        missing = [k for k in keys if k not in table_cols]
-        if missing:
-            raise LakeError(f"write to {name}: merge key {', '.join(missing)} is not a column of the table")
-        return _Plan(mode, new_schema, current, False, base, keys)
-    # replace_where
-    if added:
-        raise LakeError(f"write to {name} (replace_where): column(s) {', '.join(added)} are not in the table; "
-                        "replace_where cannot add columns (use mode='replace')")
-    if where is None and not current:
-        raise LakeError(f"write to {name}: replace_where needs where=... (the rows to replace), "
-                        "or a table with partition_by (then the partitions in the new rows are replaced)")
-    return _Plan(mode, base.schema, current, True, base, keys, where)
-
-
-def _arrow_schema(con: duckdb.DuckDBPyConnection, rel: duckdb.DuckDBPyRelation) -> pa.Schema:
-    """The Arrow schema ``rel`` produces, without running it (it may be a stream that reads once)."""
-    columns = ", ".join(f"CAST(NULL AS {kind}) AS {quote_name(name)}" for name, kind in zip(rel.columns, rel.types,
-                                                                                          strict=True))
-    return con.sql(f"SELECT {columns} LIMIT 0").to_arrow_table().schema
-
-
-def _aligned_select(con: duckdb.DuckDBPyConnection, rel: duckdb.DuckDBPyRelation, view: str, plan: _Plan) -> str:
-    """The rows of ``view`` with the columns and types of the plan's schema (casts only where they differ)."""
-    have = dict(zip(rel.columns, (str(t) for t in rel.types), strict=True))
-    want = duckdb_types(con, plan.schema)
-    if list(have) == list(want) and have == want:
-        return f"SELECT * FROM {view}"
-    exprs = []
-    for column, kind in want.items():
-        if column not in have:
-            exprs.append(f"CAST(NULL AS {kind}) AS {quote_name(column)}")
-        elif have[column] != kind:
-            exprs.append(f"CAST({quote_name(column)} AS {kind}) AS {quote_name(column)}")
-        else:
-            exprs.append(quote_name(column))
-    return f"SELECT {', '.join(exprs)} FROM {view}"
-
-
-def _check_partitioning(con: duckdb.DuckDBPyConnection, name: str, rel: duckdb.DuckDBPyRelation,
-                        partition_by: tuple[str, ...]) -> None:
-    types = dict(zip(rel.columns, (str(t) for t in rel.types), strict=True))
-    missing = [c for c in partition_by if c not in types]
-    if missing:
-        raise LakeError(f"write to {name}: partition column {', '.join(missing)} is not a column of the new rows")
-    bad = [f"{c} ({types[c]})" for c in partition_by if types[c] not in PARTITION_TYPES]
-    if bad:
-        raise LakeError(f"write to {name}: cannot partition by {', '.join(bad)}; partition columns must be "
-                        "whole numbers, text, dates or booleans (e.g. a day or a month as DATE)")
-    if len(partition_by) >= len(types):
-        raise LakeError(f"write to {name}: partition_by names every column; keep at least one column in the files")
 
 
 def _check_keys(con: duckdb.DuckDBPyConnection, staged: Staged, name: str, keys: tuple[str, ...]) -> None:
