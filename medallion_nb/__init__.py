@@ -12,6 +12,7 @@ from medallion_nb.errors import (
     NotebookRunError,
     ProjectError,
     QualityError,
+    UsageError,
 )
 from medallion_nb.lakehouse import Lakehouse, connect
 from medallion_nb.project import Project, load_project
@@ -33,6 +34,7 @@ __all__ = [
     "Project",
     "ProjectError",
     "QualityError",
+    "UsageError",
     "__version__",
     "connect",
     "load_project",

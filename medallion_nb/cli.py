@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from medallion_nb import __version__
-from medallion_nb.errors import MedallionError, NotebookRunError, ProjectError, QualityError
+from medallion_nb.errors import MedallionError, NotebookRunError, ProjectError, QualityError, UsageError
 from medallion_nb.reporting import KESTRA_ENV
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DATA = 0, 1, 2, 3
@@ -127,7 +127,7 @@ def _parameter(text: str) -> tuple[str, object]:
 
     try:
         return parse_parameter(text)
-    except ValueError as exc:
+    except UsageError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
@@ -136,7 +136,7 @@ def _run_id(text: str) -> str:
 
     try:
         return check_run_id(text)
-    except ValueError as exc:
+    except UsageError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
@@ -419,7 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ProjectError, ValueError) as exc:
+    except (ProjectError, UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (NotebookRunError, QualityError) as exc:
@@ -431,6 +431,57 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # not an error we raise on purpose: a bug, said as one
+        print(f"error: {_bug_report(exc, args.command)}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _bug_report(exc: BaseException, command: str) -> str:
+    """A few lines about an unexpected exception: what, where in medallion_nb, and where to report it.
+
+    The whole traceback goes to a file in the temporary folder, named in the message.
+    """
+    import tempfile
+    import time
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    ours = [f for f in frames if "medallion_nb" in Path(f.filename).parts] or frames
+    where = f" (at {_package_path(ours[-1].filename)}:{ours[-1].lineno}, in {ours[-1].name})" if ours else ""
+    text = "".join(traceback.format_exception(exc))
+    header = f"medallion-nb {__version__}, command {command!r}, {time.strftime('%Y-%m-%d %H:%M:%S %z')}\n\n"
+    try:
+        with tempfile.NamedTemporaryFile("w", prefix="medallion-nb-bug-", suffix=".txt", delete=False,
+                                         encoding="utf-8") as fh:
+            fh.write(header + text)
+        saved = f"the traceback is in {fh.name}"
+    except OSError:
+        saved = "the traceback could not be saved"
+    summary = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+    return (f"internal error in medallion_nb {__version__}: {summary}{where}\n"
+            f"  this is a bug in medallion_nb, not in your project; {saved} - please report it, "
+            f"with that file, to {_report_to()}")
+
+
+def _package_path(filename: str) -> str:
+    parts = Path(filename).parts
+    return "/".join(parts[len(parts) - parts[::-1].index("medallion_nb") - 1:]) if "medallion_nb" in parts \
+        else filename
+
+
+def _report_to() -> str:
+    """The issue tracker named in the package's metadata, else its developers."""
+    from importlib.metadata import PackageNotFoundError, metadata
+
+    try:
+        urls = metadata("medallion_nb").get_all("Project-URL") or []
+    except PackageNotFoundError:
+        urls = []
+    for entry in urls:
+        label, _, url = entry.partition(",")
+        if label.strip().lower() in ("issues", "bug tracker", "bugs", "tracker"):
+            return url.strip()
+    return "the medallion_nb developers"
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import duckdb
 
+from medallion_nb.errors import UsageError
+
 DEFAULT_START = date(2026, 1, 1)
 
 
@@ -88,10 +90,13 @@ def generate(out: str | Path, spec: SampleSpec | None = None,
 
     Returns:
         How many rows went into each kind of file.
+
+    Raises:
+        UsageError: fewer than 1 order or 2 days.
     """
     spec = spec or SampleSpec()
     if spec.orders < 1 or spec.days < 2:
-        raise ValueError("sample data needs at least 1 order and 2 days")
+        raise UsageError("sample data needs at least 1 order and 2 days")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect()

@@ -7,7 +7,7 @@ from datetime import date
 
 import pytest
 
-from medallion_nb import connect
+from medallion_nb import UsageError, connect
 from medallion_nb.cli import main
 from medallion_nb.runner.backfill import days
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.notebook
 def test_days_are_in_order_and_the_range_is_checked():
     assert list(days(date(2026, 1, 30), date(2026, 2, 2))) == [
         date(2026, 1, 30), date(2026, 1, 31), date(2026, 2, 1), date(2026, 2, 2)]
-    with pytest.raises(ValueError, match="--end 2026-01-01 is before --start 2026-01-02"):
+    with pytest.raises(UsageError, match="--end 2026-01-01 is before --start 2026-01-02"):
         list(days(date(2026, 1, 2), date(2026, 1, 1)))
 
 

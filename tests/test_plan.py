@@ -11,7 +11,7 @@ import pytest
 from conftest import write_project
 from notebook_factory import CONNECT, notebook_text
 
-from medallion_nb import MedallionError, ProjectError, load_project
+from medallion_nb import MedallionError, ProjectError, UsageError, load_project
 from medallion_nb.runner import build_plan
 from medallion_nb.runner.plan import NOT_RUN, NOT_SELECTED, NotebookFailed
 
@@ -205,7 +205,7 @@ def test_images_are_drawn_by_graphviz(project):
     assert "<svg" in svg
     assert "silver.orders" in svg
     assert plan.image("png").startswith(b"\x89PNG")
-    with pytest.raises(ValueError, match="cannot draw the DAG as 'gif'; use one of dot, png, svg, pdf"):
+    with pytest.raises(UsageError, match="cannot draw the DAG as 'gif'; use one of dot, png, svg, pdf"):
         plan.image("gif")
 
 

@@ -11,7 +11,7 @@ from conftest import write_project
 from notebook_factory import CONNECT, notebook_text, three_layer_project
 
 import medallion_nb
-from medallion_nb import NotebookRunError, ProjectError, load_project
+from medallion_nb import NotebookRunError, ProjectError, UsageError, load_project
 from medallion_nb.runner import (
     NotebookEngine,
     NotebookTask,
@@ -43,9 +43,9 @@ def test_parameter_values_are_typed(text, value):
 def test_parameters_need_a_name_and_an_equals_sign():
     assert parse_parameter("run_date=2026-01-05") == ("run_date", "2026-01-05")
     assert parse_parameter("query=a=b") == ("query", "a=b")
-    with pytest.raises(ValueError, match=r"parameter 'limit': expected name=value"):
+    with pytest.raises(UsageError, match=r"parameter 'limit': expected name=value"):
         parse_parameter("limit")
-    with pytest.raises(ValueError, match=r"'2x' is not a valid parameter name"):
+    with pytest.raises(UsageError, match=r"'2x' is not a valid parameter name"):
         parse_parameter("2x=1")
 
 
@@ -57,15 +57,15 @@ def test_notebook_parameters_layer_runner_values_project_defaults_and_overrides(
     params = notebook_parameters(project, "r1", {"full_refresh": True, "extra": 3})
     assert params == {"project_dir": str(root.resolve()), "run_id": "r1", "run_date": "2026-01-01",
                       "full_refresh": True, "greeting": "hi", "extra": 3}
-    with pytest.raises(ValueError, match="parameter run_id is set by the runner; use --run-id"):
+    with pytest.raises(UsageError, match="parameter run_id is set by the runner; use --run-id"):
         notebook_parameters(project, "r1", {"run_id": "x"})
-    with pytest.raises(ValueError, match="use --project instead of -p project_dir"):
+    with pytest.raises(UsageError, match="use --project instead of -p project_dir"):
         notebook_parameters(project, "r1", {"project_dir": "/elsewhere"})
-    with pytest.raises(ValueError, match=r"run_date: '2026-13-01' is not an ISO date"):
+    with pytest.raises(UsageError, match=r"run_date: '2026-13-01' is not an ISO date"):
         notebook_parameters(project, "r1", {"run_date": "2026-13-01"})
-    with pytest.raises(ValueError, match=r"run_date: 20260101 is not an ISO date"):
+    with pytest.raises(UsageError, match=r"run_date: 20260101 is not an ISO date"):
         notebook_parameters(project, "r1", {"run_date": 20260101})
-    with pytest.raises(ValueError, match="full_refresh: expected true or false, got 'yes'"):
+    with pytest.raises(UsageError, match="full_refresh: expected true or false, got 'yes'"):
         notebook_parameters(project, "r1", {"full_refresh": "yes"})
 
 
@@ -76,7 +76,7 @@ def test_run_ids_are_timestamps_with_a_suffix_and_safe_folder_names():
     assert len({new_run_id() for _ in range(50)}) > 45
     assert check_run_id("nightly-2026.01_05") == "nightly-2026.01_05"
     for bad in ("", "..", "../x", "a/b", "-x", "a b", "x" * 129):
-        with pytest.raises(ValueError, match="is not a safe folder name"):
+        with pytest.raises(UsageError, match="is not a safe folder name"):
             check_run_id(bad)
 
 
@@ -110,7 +110,7 @@ def test_the_run_record_is_replaced_atomically(tmp_path):
 def test_a_used_run_id_or_a_bad_layer_is_refused_before_anything_runs(tmp_path):
     project = load_project(three_layer_project(tmp_path / "tiny"))
     (project.runs / "taken").mkdir(parents=True)
-    with pytest.raises(ValueError, match=r"run id 'taken' was used before: .*taken exists"):
+    with pytest.raises(UsageError, match=r"run id 'taken' was used before: .*taken exists"):
         run_pipeline(project, run_id="taken")
     with pytest.raises(ProjectError, match="no layer 'platinum'"):
         run_pipeline(project, layers=["platinum"])
@@ -227,6 +227,16 @@ def test_a_failing_notebook_stops_the_run_and_names_layer_cell_and_output(tmp_pa
     ]
     source = nbformat.read(project.root / "notebooks" / "silver.ipynb", as_version=4)
     assert source.cells[4].source.startswith("x = 1")  # "cell 4" is the source notebook's cell
+    # The same, as structure (like papermill's PapermillExecutionError), for code that handles it.
+    error = err.value
+    assert (error.layer, error.notebook, error.cell_index, error.execution_count) == (
+        "silver", "notebooks/silver.ipynb", 4, 5)
+    assert (error.ename, error.evalue, error.output) == ("ZeroDivisionError", "division by zero",
+                                                         run_dir / "silver" / "silver.ipynb")
+    assert [f.notebook for f in error.failures] == ["notebooks/silver.ipynb"]
+    assert error.failures[0].source == "x = 1"
+    assert error.retryable
+    assert error.record.status == "failed"
     assert events.events[-3:] == ["end silver failed", "end gold skipped", "finished failed"]
 
     record = load_record(run_dir)

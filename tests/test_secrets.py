@@ -8,7 +8,7 @@ from notebook_factory import CONNECT, notebook_text
 
 from medallion_nb import connect
 from medallion_nb.cli import main
-from medallion_nb.errors import FlowError, ProjectError, SecretError
+from medallion_nb.errors import FlowError, ProjectError, SecretError, UsageError
 from medallion_nb.kestra.flow import build_flow, layer_commands
 from medallion_nb.project import load_project
 from medallion_nb.runner.params import notebook_parameters
@@ -52,7 +52,7 @@ def test_secret_parameters_are_never_notebook_parameters(tmp_path):
     params = notebook_parameters(project, "r1")
     assert "api_token" not in params
     assert params["region"] == "eu"
-    with pytest.raises(ValueError, match=r"parameter api_token is a secret .*set the environment variable API_TOKEN"):
+    with pytest.raises(UsageError, match=r"parameter api_token is a secret .*set the environment variable API_TOKEN"):
         notebook_parameters(project, "r1", {"api_token": "typed-on-the-command-line"})
 
 

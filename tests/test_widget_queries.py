@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import medallion_nb as mnb
+from medallion_nb import UsageError
 from medallion_nb.widgets import queries as q
 from medallion_nb.widgets import render
 from medallion_nb.widgets.readonly import check_where, known_functions
@@ -390,7 +391,7 @@ def test_svg_chart_draws_one_bar_per_value_and_a_line():
     assert 'class="mnb-line"' in line
     assert line.count("<circle") == 3
     assert "no data" in render.svg_chart([], [], kind="bar")
-    with pytest.raises(ValueError, match="chart kind 'pie' is not bar or line"):
+    with pytest.raises(UsageError, match="chart kind 'pie' is not bar or line"):
         render.svg_chart([1], [1], kind="pie")
 
 

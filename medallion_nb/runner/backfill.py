@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date, timedelta
 
+from medallion_nb.errors import UsageError
 from medallion_nb.project import Project, Scalar
 from medallion_nb.runner.progress import RunObserver
 from medallion_nb.runner.record import RunRecord, load_record
@@ -25,10 +26,10 @@ def days(start: date, end: date) -> Iterator[date]:
     """The days from ``start`` to ``end``, both included.
 
     Raises:
-        ValueError: ``end`` is before ``start``.
+        UsageError: ``end`` is before ``start``.
     """
     if end < start:
-        raise ValueError(f"backfill: --end {end} is before --start {start}")
+        raise UsageError(f"backfill: --end {end} is before --start {start}")
     day = start
     while day <= end:
         yield day
@@ -45,12 +46,12 @@ def backfill(project: Project, start: date, end: date, *, layers: Sequence[str] 
         ``(day, what happened)`` per day: ``"succeeded"``, ``"resumed"`` or ``"already done"``.
 
     Raises:
-        ValueError: ``run_date`` among ``parameters``, or ``end`` before ``start``.
+        UsageError: ``run_date`` among ``parameters``, or ``end`` before ``start``.
         NotebookRunError: a day failed; later days are not run.
     """
     parameters = dict(parameters or {})
     if "run_date" in parameters:
-        raise ValueError("backfill sets run_date for each day; leave out -p run_date")
+        raise UsageError("backfill sets run_date for each day; leave out -p run_date")
     done: list[tuple[date, str]] = []
     for day in days(start, end):
         run_id = f"{RUN_ID_PREFIX}{day.isoformat()}"

@@ -85,14 +85,6 @@ class CellError:
     def first_line(self) -> str:
         return next((line.strip() for line in self.source.splitlines() if line.strip()), "")
 
-    def describe(self) -> str:
-        where = ""
-        if self.cell_index is not None:
-            count = f" (In [{self.execution_count}])" if self.execution_count is not None else ""
-            where = f"cell {self.cell_index}{count}: "
-        what = f"{self.ename}: {self.evalue}" if self.evalue else self.ename
-        return where + what
-
     def to_dict(self) -> dict[str, Any]:
         return {"cell_index": self.cell_index, "execution_count": self.execution_count,
                 "source": self.first_line, "ename": self.ename, "evalue": self.evalue}

@@ -7,6 +7,7 @@ import secrets
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 
+from medallion_nb.errors import UsageError
 from medallion_nb.project import Project, Scalar
 from medallion_nb.secrets import SecretText
 
@@ -28,10 +29,10 @@ def check_run_id(run_id: str) -> str:
     """Return ``run_id`` if it is a safe folder name.
 
     Raises:
-        ValueError: it is empty, too long, or has characters other than letters, digits, ``.``, ``_``, ``-``.
+        UsageError: it is empty, too long, or has characters other than letters, digits, ``.``, ``_``, ``-``.
     """
     if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
-        raise ValueError(f"run id {run_id!r} is not a safe folder name: use up to 128 letters, digits, "
+        raise UsageError(f"run id {run_id!r} is not a safe folder name: use up to 128 letters, digits, "
                          "'.', '_' or '-', starting with a letter or digit")
     return run_id
 
@@ -52,14 +53,14 @@ def parse_parameter(text: str) -> tuple[str, Scalar]:
     """Split a ``name=value`` command-line parameter and parse its value.
 
     Raises:
-        ValueError: no ``=``, or the name is not a Python identifier.
+        UsageError: no ``=``, or the name is not a Python identifier.
     """
     name, sep, value = text.partition("=")
     name = name.strip()
     if not sep:
-        raise ValueError(f"parameter {text!r}: expected name=value (e.g. -p run_date=2026-01-05)")
+        raise UsageError(f"parameter {text!r}: expected name=value (e.g. -p run_date=2026-01-05)")
     if not name.isidentifier():
-        raise ValueError(f"parameter {text!r}: {name!r} is not a valid parameter name (a Python identifier)")
+        raise UsageError(f"parameter {text!r}: {name!r} is not a valid parameter name (a Python identifier)")
     return name, parse_value(value)
 
 
@@ -68,17 +69,17 @@ def notebook_parameters(project: Project, run_id: str, overrides: Mapping[str, S
     """The parameters every layer notebook gets: runner values, project defaults, then overrides.
 
     Raises:
-        ValueError: an override of a runner-set parameter, or a bad ``run_date``/``full_refresh``.
+        UsageError: an override of a runner-set parameter, or a bad ``run_date``/``full_refresh``.
     """
     overrides = dict(overrides or {})
     for name, option in RUNNER_PARAMETERS.items():
         if name in overrides:
-            raise ValueError(f"parameter {name} is set by the runner; use {option} instead of -p {name}=...")
+            raise UsageError(f"parameter {name} is set by the runner; use {option} instead of -p {name}=...")
     secret = {k: v for k, v in project.parameters.items() if isinstance(v, SecretText)}
     for name in overrides:
         if name in secret:
             variables = " and ".join(secret[name].names)
-            raise ValueError(f"parameter {name} is a secret (medallion.yaml: parameters.{name}: {secret[name]}) and is "
+            raise UsageError(f"parameter {name} is a secret (medallion.yaml: parameters.{name}: {secret[name]}) and is "
                              f"never passed as a notebook parameter; set the environment variable {variables} instead "
                              f"(the notebook reads it with lake.secret({name!r}))")
     params: dict[str, Scalar] = {"project_dir": str(project.root), "run_id": run_id,
@@ -94,11 +95,11 @@ def notebook_parameters(project: Project, run_id: str, overrides: Mapping[str, S
         try:
             date.fromisoformat(str(run_date))
         except ValueError:
-            raise ValueError(f"parameter run_date: {run_date!r} is not an ISO date (YYYY-MM-DD) or empty") from None
+            raise UsageError(f"parameter run_date: {run_date!r} is not an ISO date (YYYY-MM-DD) or empty") from None
         if not isinstance(run_date, str):
-            raise ValueError(f"parameter run_date: {run_date!r} is not an ISO date (YYYY-MM-DD) or empty")
+            raise UsageError(f"parameter run_date: {run_date!r} is not an ISO date (YYYY-MM-DD) or empty")
     if not isinstance(params["full_refresh"], bool):
-        raise ValueError(f"parameter full_refresh: expected true or false, got {params['full_refresh']!r}")
+        raise UsageError(f"parameter full_refresh: expected true or false, got {params['full_refresh']!r}")
     return params
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medallion_nb.errors import ProjectError
+from medallion_nb.errors import ProjectError, UsageError
 from medallion_nb.lineage import Lineage, NotebookLineage, project_lineage
 from medallion_nb.project import Layer, Project
 from medallion_nb.runner import nodes
@@ -161,10 +161,10 @@ class Plan:
 
         Raises:
             MedallionError: the graphviz package or Graphviz's ``dot`` program is missing.
-            ValueError: an unknown format.
+            UsageError: an unknown format.
         """
         if fmt not in IMAGE_FORMATS:
-            raise ValueError(f"cannot draw the DAG as {fmt!r}; use one of {', '.join(GRAPH_FORMATS)}")
+            raise UsageError(f"cannot draw the DAG as {fmt!r}; use one of {', '.join(GRAPH_FORMATS)}")
         return self.lineage.image(fmt)
 
     def relative(self, path: Path) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from medallion_nb.errors import NotebookRunError
+from medallion_nb.errors import NotebookRunError, UsageError
 from medallion_nb.lineage import project_lineage
 from medallion_nb.project import Project
 from medallion_nb.runner.freshness import table_version
@@ -51,11 +51,11 @@ def publish_run(project: Project, run_id: str) -> Manifest:
 
     Raises:
         NotebookRunError: the run has a notebook that did not succeed.
-        ValueError: no such run.
+        UsageError: no such run.
     """
     path = project.runs / run_id / "run.json"
     if not path.is_file():
-        raise ValueError(f"no run record {path}")
+        raise UsageError(f"no run record {path}")
     data: dict[str, Any] = load_record(path)
     undone = [nb["notebook"] for layer in data.get("layers", []) for nb in layer.get("notebooks", [])
               if nb.get("status") not in DONE]

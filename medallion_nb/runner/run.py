@@ -30,7 +30,7 @@ from typing import Any
 from hamilton.lifecycle import NodeExecutionHook
 
 from medallion_nb import errors
-from medallion_nb.errors import MedallionError, NotebookRunError
+from medallion_nb.errors import MedallionError, NotebookFailure, NotebookRunError, UsageError
 from medallion_nb.lock import WriterLock
 from medallion_nb.project import Project, Scalar
 from medallion_nb.reporting import KESTRA_ENV, WRITE_LOG_ENV, read_write_log
@@ -104,7 +104,7 @@ def run_pipeline(
 
     Raises:
         ProjectError: an unknown layer, a selector that matches nothing, lineage that contradicts the layers.
-        ValueError: a bad run id, an existing run folder, or bad parameters.
+        UsageError: a bad run id, an existing run folder, or bad parameters.
         LockHeldError: another run holds the lake's writer lock (the message names it).
         NotebookRunError: a notebook failed; names the layer, the cell and the executed notebook;
             ``retryable`` is False when every failure is a data or config error.
@@ -120,7 +120,7 @@ def run_pipeline(
         previous = load_record(run_dir / "run.json")
         _refuse_retrying_data_errors(previous, plan, run_dir)
     elif run_dir.exists() and resume is None:
-        raise ValueError(f"run id {run_id!r} was used before: {run_dir} exists; choose another --run-id")
+        raise UsageError(f"run id {run_id!r} was used before: {run_dir} exists; choose another --run-id")
     observer = observer or default_observer()
     lock = WriterLock(project)
     holder = lock.acquire(run_id, wait=wait)
@@ -237,11 +237,14 @@ class _Run(NodeExecutionHook):
             record.save()
             self.observer.run_finished(record)
         if record.status == "failed":
-            error = NotebookRunError(record.error or "the run failed", hint=f"run record: {record.path}")
-            error.retryable = record.exit_code != EXIT_DATA
-            error.record = record
-            raise error
+            raise NotebookRunError(record.error or "the run failed", failures=self._failures(),
+                                   record=record, retryable=record.exit_code != EXIT_DATA,
+                                   hint=f"run record: {record.path}")
         return record
+
+    def _failures(self) -> tuple[NotebookFailure, ...]:
+        return tuple(_notebook_failure(layer.name, nb.to_dict(), self.record.project_dir)
+                     for layer in self.record.layers for nb in layer.notebooks if nb.status == "failed")
 
     def _supervise(self) -> None:
         """Have Hamilton execute the plan in a thread while this one stays free for Ctrl-C and SIGTERM.
@@ -400,17 +403,7 @@ class _Run(NodeExecutionHook):
         return ", ".join(names)
 
     def _failure(self, layer: str, nb: NotebookRecord) -> str:
-        error = nb.error or {}
-        where = ""
-        if error.get("cell_index") is not None:
-            count = f" (In [{error['execution_count']}])" if error.get("execution_count") is not None else ""
-            where = f"cell {error['cell_index']}{count}: "
-        what = f"{error.get('ename')}: {error.get('evalue')}" if error.get("evalue") else str(error.get("ename"))
-        lines = [f"layer {layer!r} failed: {nb.notebook}, {where}{what}"]
-        if error.get("source"):
-            lines.append(f"  failing cell starts: {error['source']}")
-        lines.append(f"  executed notebook: {self.record.project_dir / nb.output}")
-        return "\n".join(lines)
+        return _notebook_failure(layer, nb.to_dict(), self.record.project_dir).describe()
 
 
 def _note_up_to_date(output: Path, notebook: str, last_run: str | None) -> None:
@@ -446,13 +439,21 @@ def _refuse_retrying_data_errors(previous: Mapping[str, Any], plan: Plan, run_di
         for nb in layer.get("notebooks", []):
             error = nb.get("error") or {}
             if nb.get("notebook") in chosen and nb.get("status") == "failed" and _data_error(error.get("ename", "")):
-                exc = NotebookRunError(
+                raise NotebookRunError(
                     f"not run again: {nb['notebook']} failed in an earlier attempt of run "
                     f"{previous.get('run_id')} with {error.get('ename')}: {error.get('evalue')} — a data or "
                     "config error that running again will not fix",
+                    failures=(_notebook_failure(layer.get("name", ""), nb, Path(previous.get("project_dir", "."))),),
+                    retryable=False,
                     hint=f"fix the data or the notebook, then start a new run; record: {run_dir / 'run.json'}")
-                exc.retryable = False
-                raise exc
+
+
+def _notebook_failure(layer: str, nb: Mapping[str, Any], project_dir: Path) -> NotebookFailure:
+    """A failed notebook's entry of the run record, as the error's structure."""
+    error = nb.get("error") or {}
+    return NotebookFailure(layer, nb.get("notebook", ""), str(error.get("ename") or "Error"),
+                           str(error.get("evalue") or ""), error.get("cell_index"), error.get("execution_count"),
+                           error.get("source") or "", project_dir / nb["output"] if nb.get("output") else None)
 
 
 def _data_error(ename: str) -> bool:
@@ -522,13 +523,13 @@ def _resume(project: Project, run_id: str, parameters: Mapping[str, Scalar] | No
     run_id = check_run_id(run_id)
     path = project.runs / run_id / "run.json"
     if not path.is_file():
-        raise ValueError(f"--resume {run_id}: no run record {path}")
+        raise UsageError(f"--resume {run_id}: no run record {path}")
     if parameters or select or layers:
-        raise ValueError("--resume runs what the earlier run did not finish, with its parameters; "
+        raise UsageError("--resume runs what the earlier run did not finish, with its parameters; "
                          "leave out --layer, --select and -p")
     data = load_record(path)
     if data.get("status") == "succeeded":
-        raise ValueError(f"--resume {run_id}: that run succeeded; nothing to resume")
+        raise UsageError(f"--resume {run_id}: that run succeeded; nothing to resume")
     todo = [nb["notebook"] for layer in data.get("layers", []) for nb in layer.get("notebooks", [])
             if nb.get("status") not in DONE]
     if not todo:

@@ -14,6 +14,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from medallion_nb.errors import UsageError
+
 # Scoped to .mnb so the explorer's look does not leak into the rest of the page.
 STYLE = """<style>
 .mnb table.mnb-table {border-collapse: collapse; font-size: 12px; margin: 4px 0;}
@@ -172,12 +174,12 @@ def svg_chart(
     """A bar or line chart as a standalone SVG document (no JavaScript, no plotting library).
 
     Raises:
-        ValueError: ``kind`` is not ``bar`` or ``line``, or labels and values differ in length.
+        UsageError: ``kind`` is not ``bar`` or ``line``, or labels and values differ in length.
     """
     if kind not in ("bar", "line"):
-        raise ValueError(f"chart kind {kind!r} is not bar or line")
+        raise UsageError(f"chart kind {kind!r} is not bar or line")
     if len(labels) != len(values):
-        raise ValueError(f"chart: {len(labels)} labels but {len(values)} values")
+        raise UsageError(f"chart: {len(labels)} labels but {len(values)} values")
     left, right, top, bottom = 64, 16, 30, 70
     plot_w, plot_h = width - left - right, height - top - bottom
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="mnb-chart" width="{width}" height="{height}" '
