@@ -10,7 +10,6 @@ one Delta commit publishes them).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +20,7 @@ import duckdb
 from medallion_nb.engine import open_duckdb
 from medallion_nb.errors import LakeError
 from medallion_nb.lock import commit_guard
+from medallion_nb.objectstore import register_filesystem
 from medallion_nb.project import Project, load_project
 from medallion_nb.reporting import recording, report_read
 from medallion_nb.snapshots import Manifest, resolve, table_snapshot
@@ -66,6 +66,7 @@ class Lakehouse(WritePath):
         # What this handle's notebook consumed with changes(); recorded with every write.
         self._consumed: dict[str, Any] = {}
         self.con = open_duckdb(project, memory_limit, threads)
+        register_filesystem(self.con, project.lake)  # a lake on object storage: DuckDB reads s3:// through Arrow
         for layer in self.layers:
             if layer in _RESERVED_SCHEMAS:
                 raise LakeError(f"layer name {layer!r} is reserved by DuckDB; rename the layer in medallion.yaml")
@@ -189,11 +190,11 @@ class Lakehouse(WritePath):
             self._read(name, "table")
         if version is None:
             known = self._snapshots.get((layer, table))
-            if self.manifest is None and (known is None or any(not os.path.exists(f) for f in known.files)):
+            if self.manifest is None and (known is None or self.store.missing(known.files)):
                 # Written, or vacuumed, by another process since this handle read the log.
-                self._register(layer, table, readable(name, self.store.snapshot(layer, table)))
+                self._register(layer, table, readable(name, self.store.snapshot(layer, table), self.store))
             return self.con.table(f"{layer}.{table}")
-        snap = readable(name, self.store.snapshot(layer, table, version))
+        snap = readable(name, self.store.snapshot(layer, table, version), self.store)
         return self.con.sql(scan_sql(self.con, snap.files, snap.schema, snap.partition_by))
 
     def exists(self, name: str) -> bool:

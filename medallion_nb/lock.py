@@ -11,6 +11,10 @@ The runner holds the lock for a whole run and tells its notebook kernels so thro
 :func:`commit_guard`: inside a run it checks that the runner is still alive and
 still holds the lock; outside a run (a notebook on its own) it takes the lock for
 the duration of the write, and refuses, naming the holder, while a run writes.
+
+A lake on object storage has no ``flock``: there the lock is a lease object,
+``<lake>/_medallion/writer.lease``, taken and renewed with conditional writes
+(:mod:`medallion_nb.lease`), with the same API and messages.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from typing import Any
 
 from medallion_nb.errors import LakeError, LockHeldError
 from medallion_nb.lakemeta import lake_path, meta_dir, read_json, write_json_atomic
+from medallion_nb.lease import LEASE_FILE, Lease
+from medallion_nb.objectstore import ObjectPath
 from medallion_nb.oserrors import failure
 
 RUN_LOCK_ENV = "MEDALLION_RUN_LOCK"
@@ -77,8 +83,10 @@ class WriterLock:
     def __init__(self, lake: Any) -> None:
         self.root = lake_path(lake)
         self.folder = meta_dir(self.root)
-        self.path = self.folder / LOCK_FILE
-        self.holder_path = self.folder / HOLDER_FILE
+        # On object storage: a lease object instead of flock + writer.json.
+        self.lease = Lease(self.folder) if isinstance(self.folder, ObjectPath) else None
+        self.path = self.folder / (LEASE_FILE if self.lease else LOCK_FILE)
+        self.holder_path = self.path if self.lease else self.folder / HOLDER_FILE
         self.holder: Holder | None = None
         # What writer.json said when we took the lock: a holder that died without releasing it.
         self.took_over: Holder | None = None
@@ -90,7 +98,7 @@ class WriterLock:
     @property
     def held(self) -> bool:
         """Whether this object holds the lock."""
-        return self._fd is not None
+        return self._fd is not None or (self.lease is not None and self.lease.held)
 
     def acquire(self, run_id: str, *, wait: float | None = 0, command: str | None = None,
                 scope: str = "run") -> Holder:
@@ -107,10 +115,12 @@ class WriterLock:
             LockHeldError: another process holds the lock (the message names it).
             LakeError: the lock file cannot be created (e.g. a read-only lake).
         """
-        if self._fd is not None:
+        if self.held:
             raise LakeError(f"the writer lock {self.path} is already held here by {self.holder}")
         if scope not in SCOPES:
             raise LakeError(f"writer lock scope {scope!r} is not one of {', '.join(SCOPES)}")
+        if self.lease is not None:
+            return self._acquire_lease(run_id, wait, command, scope)
         fd = self._open()
         try:
             self._flock(fd, wait)
@@ -127,8 +137,35 @@ class WriterLock:
         _process_state(self.path).owner = self
         return holder
 
+    def _acquire_lease(self, run_id: str, wait: float | None, command: str | None, scope: str) -> Holder:
+        assert self.lease is not None
+        deadline = None if wait is None else time.monotonic() + max(wait, 0)
+        pause = 0.05
+        while True:
+            holder = Holder(run_id, socket.gethostname(), os.getpid(), datetime.now(UTC).isoformat(timespec="seconds"),
+                            command if command is not None else _command_line(), scope)
+            taken, other = self.lease.try_acquire(asdict(holder))
+            if taken:
+                self.holder = holder
+                self.took_over = _holder(other) if other else None
+                _process_state(self.path).owner = self
+                return holder
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise self._held_error(wait) from None
+            time.sleep(pause if left is None else min(pause, left))
+            pause = min(pause * 2, 1.0)
+
     def release(self) -> None:
         """Give the lock back (nothing happens if this object does not hold it)."""
+        if self.lease is not None:
+            if self.lease.held or self.holder is not None:
+                state = _process_state(self.path)
+                if state.owner is self:
+                    state.owner = None
+                self.lease.release()
+                self.holder = None
+            return
         if self._fd is None:
             return
         state = _process_state(self.path)
@@ -156,7 +193,7 @@ class WriterLock:
             self.release()
 
     def __enter__(self) -> WriterLock:
-        if self._fd is None:
+        if not self.held:
             raise LakeError("acquire the writer lock before `with lock:`, or use `with lock.hold(run_id):`")
         return self
 
@@ -164,17 +201,12 @@ class WriterLock:
         self.release()
 
     def current(self) -> Holder | None:
-        """What ``writer.json`` says: the holder, or one that died holding the lock; None if free."""
+        """What ``writer.json`` (the lease) says: the holder, or one that died holding the lock; None if free."""
         try:
-            data = read_json(self.holder_path)
+            data = self.lease.current() if self.lease is not None else read_json(self.holder_path)
         except LakeError:
             return None  # half-written by a holder that was killed mid-write: nobody to name
-        if not isinstance(data, dict):
-            return None
-        try:
-            return Holder(**{k: data[k] for k in Holder.__dataclass_fields__ if k in data})
-        except TypeError:
-            return None
+        return _holder(data)
 
     # -- internals -------------------------------------------------------
     def _open(self) -> int:
@@ -217,6 +249,15 @@ class WriterLock:
         )
 
 
+def _holder(data: Any) -> Holder | None:
+    if not isinstance(data, dict):
+        return None
+    try:
+        return Holder(**{k: data[k] for k in Holder.__dataclass_fields__ if k in data})
+    except TypeError:
+        return None
+
+
 # -- the guard around every commit ----------------------------------------
 
 @dataclass
@@ -228,12 +269,12 @@ class _ProcessState:
     depth: int = 0
 
 
-_states: dict[Path, _ProcessState] = {}
+_states: dict[Path | ObjectPath, _ProcessState] = {}
 _states_mutex = threading.Lock()
 
 
-def _process_state(path: Path) -> _ProcessState:
-    key = path.absolute()
+def _process_state(path: Path | ObjectPath) -> _ProcessState:
+    key = path if isinstance(path, ObjectPath) else path.absolute()
     with _states_mutex:
         if key not in _states:
             _states[key] = _ProcessState(threading.RLock())
@@ -256,6 +297,9 @@ def commit_guard(lake: Any, *, run_id: str | None = None, command: str | None = 
     state = _process_state(lock.path)
     with state.mutex:
         if state.depth or state.owner is not None:
+            if state.owner is not None and state.owner.lease is not None and state.owner.lease.lost:
+                raise LakeError(f"{state.owner.lease.lost}; nothing was committed",
+                                hint="a writer that cannot renew its lease for longer than it lasts loses it")
             state.depth += 1
             try:
                 yield state.owner.holder if state.owner else None

@@ -15,6 +15,7 @@ import errno
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _BACKTRACE = re.compile(r"^\s*(\d+: |at |Stack backtrace:|Backtrace)")
@@ -57,13 +58,14 @@ def cause_of(exc: BaseException, path: Path | None = None) -> str | None:
     return _probe(path) if path is not None else None
 
 
-def failure(exc: BaseException, path: Path, action: str, *, probe: bool = True) -> str:
+def failure(exc: BaseException, path: Any, action: str, *, probe: bool = True) -> str:
     """One line for a failed file operation: the cause and path first when known, then ``action``.
 
     ``probe=False`` for errors that need not come from the file system (a bad
-    value in a query): then only the error itself can name a cause.
+    value in a query): then only the error itself can name a cause. A location on
+    object storage (not a :class:`~pathlib.Path`) is never probed as a local folder.
     """
-    cause = cause_of(exc, path if probe else None)
+    cause = cause_of(exc, path if probe and isinstance(path, Path) else None)
     if cause:
         return f"{cause}: {path} ({action})"
     return f"{action}: {clean_message(str(exc))}"

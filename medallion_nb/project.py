@@ -19,7 +19,8 @@ import yaml
 
 from medallion_nb import secrets
 from medallion_nb.checkspec import expect_problems
-from medallion_nb.errors import ProjectError
+from medallion_nb.errors import LakeError, ProjectError
+from medallion_nb.objectstore import OPTIONS, SECRET_OPTIONS, ObjectPath, is_uri
 from medallion_nb.sources import Source, SourceChecks
 from medallion_nb.validation import UniqueKeyLoader, cron_problem, is_sql_keyword, kind
 
@@ -96,7 +97,8 @@ class Project:
     root: Path
     name: str
     namespace: str
-    lake: Path
+    # A local folder, or a location on object storage (lake: s3://bucket/prefix).
+    lake: Path | ObjectPath
     runs: Path
     layers: tuple[Layer, ...]
     # A parameter whose value is a ${NAME} reference is a SecretText: never a notebook parameter.
@@ -141,6 +143,8 @@ class Project:
     def secret_references(self) -> dict[str, str]:
         """``{environment variable: config key}`` of every ``${NAME}`` this project reads."""
         values = [*self.parameters.values(), *(v for s in self.sources for v in vars(s).values())]
+        if isinstance(self.lake, ObjectPath):
+            values += [v for _, v in self.lake.settings.options]
         return secrets.references(values)
 
 
@@ -223,7 +227,7 @@ class _Validator(SourceChecks):
         top = self.mapping(
             raw,
             "",
-            ("name", "description", "namespace", "lake", "runs", "layers", "parameters", "sources",
+            ("name", "description", "namespace", "lake", "storage", "runs", "layers", "parameters", "sources",
              "schedule", "kestra", "export", "duckdb", "expectations"),
             ("name", "layers"),
         ) if raw is not None else self._empty()
@@ -234,7 +238,7 @@ class _Validator(SourceChecks):
         namespace = top.get("namespace", f"medallion.{(name or 'project').replace('-', '_')}")
         namespace = self.string(namespace, "namespace", _NAMESPACE,
                                 "a Kestra namespace (lowercase letters, digits, '.', '_' or '-')")
-        lake = self.path(top.get("lake", "data/lake"), "lake")
+        lake = self.lake(top.get("lake", "data/lake"), top.get("storage"))
         runs = self.path(top.get("runs", "runs"), "runs")
         layers = self.layers(top.get("layers"))
         parameters = self.parameters(top.get("parameters", {}))
@@ -262,6 +266,35 @@ class _Validator(SourceChecks):
     def _empty(self) -> dict:
         self.problem("(file)", "is empty; expected at least name and layers")
         return {}
+
+    def lake(self, value: Any, storage: Any) -> Path | ObjectPath:
+        text = self.string(value, "lake")
+        if not text or not is_uri(text):
+            if storage is not None:
+                self.problem("storage", "applies to a lake on object storage (lake: s3://bucket/prefix); "
+                                        "this lake is a local folder")
+            return (self.root / text).resolve() if text else self.root
+        options: dict[str, Any] = {}
+        if storage is not None:
+            spec = self.mapping(storage, "storage", tuple(OPTIONS))
+            for key, raw in spec.items():
+                if key not in OPTIONS:
+                    continue
+                secret = secrets.parse(raw, f"storage.{key}")
+                if key in SECRET_OPTIONS and secret is None:
+                    self.problem(f"storage.{key}", "is a secret: write a reference such as "
+                                                   f"${{{OPTIONS[key]}}} and set that environment variable")
+                elif isinstance(raw, bool) and key == "allow_http":
+                    options[key] = "true" if raw else "false"
+                elif secret is None and not isinstance(raw, str):
+                    self.problem(f"storage.{key}", f"expected a string, got {kind(raw)}")
+                else:
+                    options[key] = secret if secret is not None else raw
+        try:
+            return ObjectPath.parse(text.rstrip("/"), options)
+        except LakeError as exc:
+            self.problem("lake", exc.message)
+            return self.root
 
     def path(self, value: Any, key: str) -> Path:
         text = self.string(value, key)
@@ -358,7 +391,8 @@ class _Validator(SourceChecks):
         return params
 
     # Where ${NAME} is resolved; anywhere else it would be taken literally.
-    SECRET_KEYS = (re.compile(r"^parameters\.[^.]+$"), re.compile(r"^sources\.[^.]+\.url$"))
+    SECRET_KEYS = (re.compile(r"^parameters\.[^.]+$"), re.compile(r"^sources\.[^.]+\.url$"),
+                   re.compile(r"^storage\.[^.]+$"))
 
     def stray_references(self, node: Any, key: str = "") -> None:
         """Report ``${...}`` where it would not be resolved, and malformed references anywhere."""
@@ -373,8 +407,8 @@ class _Validator(SourceChecks):
             if bad:
                 self.problem(key, f"{bad!r} is not a secret reference; write ${{NAME}} (letters, digits and _)")
             elif secrets.parse(node, key) and not any(p.match(key) for p in self.SECRET_KEYS):
-                self.problem(key, "secret references (${NAME}) are resolved only in parameters and in "
-                                  "sources.<name>.url; here the text would be taken literally")
+                self.problem(key, "secret references (${NAME}) are resolved only in parameters, "
+                                  "sources.<name>.url and storage; here the text would be taken literally")
 
 
     def schedule(self, raw: Any) -> Schedule | None:

@@ -11,6 +11,7 @@ Each is ``{"run_id", "published_at", "tables": {"silver.orders": 12, ...}, "prod
 ``tables`` holds every published table (the run's own, and the others at the
 versions published before), ``produced`` names the run's own. ``published.json`` is
 replaced last, so a reader sees the previous snapshot or the new one, never a mix.
+On object storage each file is one object written with a single PUT (atomic there too).
 ``mnb.connect(project, snapshot="published")`` reads it; ``snapshot="<run_id>"``
 reads the lake as that run left it.
 """
@@ -197,7 +198,7 @@ def table_snapshot(store: TableStore, name: str, version: int, manifest: Manifes
         snap = store.snapshot(layer, table, version)
     except LakeError as exc:
         raise LakeError(f"{label} can no longer be read: {exc.message}", hint=hint) from exc
-    missing = [f for f in map(_local, snap.files) if "://" not in f and not Path(f).exists()]
+    missing = store.missing(snap.files)
     if missing:
         raise LakeError(f"{label} can no longer be read: {len(missing)} of its {len(snap.files)} data files "
                         f"were removed, most likely by vacuum (e.g. {missing[0]})", hint=hint)

@@ -132,16 +132,18 @@ class State:
         })
 
 
-def table_version(lake: Path, name: str) -> int | None:
+def table_version(lake: Any, name: str) -> int | None:
     """The current Delta version of ``<layer>.<table>`` (``None`` if it does not exist)."""
-    from deltalake import DeltaTable
     from deltalake.exceptions import DeltaError, TableNotFoundError
 
+    from medallion_nb.storage import TableStore
+
     layer, _, table = name.partition(".")
-    path = Path(lake) / layer / table
+    store = TableStore(lake)
+    path = store.path(layer, table)
     if not (path / "_delta_log").is_dir():
         return None
     try:
-        return DeltaTable(str(path)).version()
+        return store.delta(path).version()
     except (TableNotFoundError, DeltaError):
         return None

@@ -149,7 +149,7 @@ def read_changes(lake: Lakehouse, name: str, *, full_refresh: bool = False) -> C
     inserted = _aligned(lake, added, current, current)
     if not removed:
         return Changes(name, start, end, False, inserted, _empty(lake, current), len(added), 0)
-    gone = [f for f in removed if not _exists(f)]
+    gone = lake.store.missing(removed)
     if gone:
         raise LakeError(f"changes({name!r}): {len(gone)} data file(s) of version {start} were vacuumed "
                         f"(e.g. {gone[0]}); the rows removed since cannot be known", hint="run with full_refresh=True")
@@ -216,8 +216,3 @@ def _aligned(lake: Lakehouse, files: list[str], snap: Snapshot, target: Snapshot
 def _empty(lake: Lakehouse, snap: Snapshot) -> duckdb.DuckDBPyRelation:
     return lake.con.sql(scan_sql(lake.con, [], snap.schema))
 
-
-def _exists(path: str) -> bool:
-    from pathlib import Path
-
-    return Path(path).exists()

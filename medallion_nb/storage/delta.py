@@ -10,6 +10,11 @@ A table exists once its version 0 is committed. A folder whose ``_delta_log`` ho
 no commit (a writer killed, or a disk that filled up, while creating the table) is
 not a table: readers do not see it, and the next writer that creates the table
 clears the leftovers first.
+
+The lake is a local folder or a location on object storage
+(:class:`~medallion_nb.objectstore.ObjectPath`); delta-rs gets the store's settings
+as ``storage_options`` and commits there with a conditional put (a commit file is
+created only if no other writer created that version first).
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from deltalake.exceptions import DeltaError, TableNotFoundError
 from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
 from medallion_nb.errors import LakeError
+from medallion_nb.objectstore import ObjectPath, delete_objects
+from medallion_nb.objectstore import missing as missing_objects
 from medallion_nb.oserrors import failure
 
 WRITE_MODES = ("replace", "append", "merge", "replace_where")
@@ -80,7 +87,7 @@ class WriteResult:
 class DataFile:
     """One data file of a table version."""
 
-    path: str       # absolute local path
+    path: str       # absolute local path, or URI on object storage
     relative: str   # path inside the table folder, as on disk
     size: int
     rows: int
@@ -100,13 +107,49 @@ class Snapshot:
 
 
 class TableStore:
-    """The tables of a lake folder, laid out as ``<lake>/<layer>/<table>/``."""
+    """The tables of a lake folder (or object-store location), laid out as ``<lake>/<layer>/<table>/``."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
+    def __init__(self, root: Path | ObjectPath) -> None:
+        self.root: Path | ObjectPath = root if isinstance(root, ObjectPath) else Path(root)
+        self.remote = isinstance(root, ObjectPath)
 
-    def path(self, layer: str, name: str) -> Path:
+    def path(self, layer: str, name: str) -> Path | ObjectPath:
         return self.root / layer / name
+
+    @property
+    def storage_options(self) -> dict[str, str] | None:
+        """delta-rs' ``storage_options`` for the lake (None for a local folder); secrets are read now."""
+        return self.root.settings.delta_options() if isinstance(self.root, ObjectPath) else None
+
+    def delta(self, path: Path | ObjectPath, version: int | None = None) -> DeltaTable:
+        """delta-rs' handle of the table at ``path`` (raises delta-rs' own errors)."""
+        return DeltaTable(str(path), version=version, storage_options=self.storage_options)
+
+    def locate(self, path: str) -> Path | ObjectPath:
+        """A data file's path (as in :attr:`Snapshot.files`) as a local path or an object."""
+        return self.root.at(path) if isinstance(self.root, ObjectPath) else Path(path.removeprefix("file://"))
+
+    def missing(self, paths: Sequence[str]) -> list[str]:
+        """Those of ``paths`` (data files) that do not exist (one listing per folder on object storage)."""
+        if isinstance(self.root, ObjectPath):
+            return [p.uri for p in missing_objects(self.root.at(p) for p in paths)]
+        return [p for p in paths if not Path(p.removeprefix("file://")).exists()]
+
+    def delete(self, paths: Sequence[Path | ObjectPath]) -> None:
+        """Delete files (objects); those already gone are fine."""
+        remote = [p for p in paths if isinstance(p, ObjectPath)]
+        if remote:
+            delete_objects(remote)
+        for p in paths:
+            if not isinstance(p, ObjectPath):
+                p.unlink(missing_ok=True)
+
+    def rmtree(self, folder: Path | ObjectPath) -> None:
+        """Delete a folder (every object under a prefix) and what it holds."""
+        if isinstance(folder, ObjectPath):
+            folder.rmtree()
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def exists(self, layer: str, name: str) -> bool:
         """Whether the table has a committed version (a half-created folder is not a table)."""
@@ -114,6 +157,12 @@ class TableStore:
 
     def tables(self) -> list[tuple[str, str]]:
         """Every table in the lake as ``(layer, name)``, sorted; half-created ones are left out."""
+        if isinstance(self.root, ObjectPath):
+            return sorted(
+                (layer.name, table.name)
+                for layer in self.root.iterdir() if not layer.name.startswith("_") and not layer.suffix
+                for table in layer.iterdir() if has_commit(table / "_delta_log")
+            )
         if not self.root.is_dir():
             return []
         return sorted(
@@ -132,7 +181,7 @@ class TableStore:
         if not self.exists(layer, name):
             raise LakeError(f"table {layer}.{name} does not exist (looked in {path})")
         try:
-            return DeltaTable(str(path), version=version)
+            return self.delta(path, version)
         except TableNotFoundError as exc:
             raise LakeError(f"table {layer}.{name} does not exist (looked in {path})") from exc
         except (DeltaError, OSError) as exc:
@@ -147,6 +196,7 @@ class TableStore:
             LakeError: the table or version does not exist.
         """
         return snapshot_of(self.open(layer, name, version), self.path(layer, name))
+
 
     def history(self, layer: str, name: str, limit: int | None = None) -> list[dict[str, Any]]:
         """The table's commits, newest first, with run id and row metrics where known."""
@@ -183,7 +233,7 @@ class TableStore:
         """Remove the leftovers of a table whose creation never committed (call inside the commit point)."""
         log = self.path(layer, name) / "_delta_log"
         if log.is_dir() and not has_commit(log):
-            shutil.rmtree(log)
+            self.rmtree(log)
 
     def commit_files(
         self,
@@ -219,15 +269,16 @@ class TableStore:
                 from deltalake import Schema
 
                 create_table_with_add_actions(str(path), Schema.from_arrow(delta_schema), list(adds), mode="error",
-                                              partition_by=list(partition_by) or None, commit_properties=props)
+                                              partition_by=list(partition_by) or None, commit_properties=props,
+                                              storage_options=self.storage_options)
             else:
-                table = DeltaTable(str(path))
+                table = self.delta(path)
                 if expect_version is not None and table.version() != expect_version:
                     raise LakeError(f"table {layer}.{name} changed while this write was prepared (version "
                                     f"{expect_version} -> {table.version()}); nothing was committed, run it again")
                 table.create_write_transaction([*adds, *removes], mode=mode, schema=delta_schema,
                                                partition_by=list(partition_by) or None, commit_properties=props)
-            return snapshot_of(DeltaTable(str(path)), path)
+            return snapshot_of(self.delta(path), path)
         except (DeltaError, OSError, ValueError, pa.ArrowException) as exc:
             raise LakeError(failure(exc, path, f"commit to {layer}.{name} failed; the table is unchanged")) from exc
 
@@ -260,8 +311,8 @@ class TableStore:
             write_deltalake(str(path), data, mode="append" if mode == "append" and exists else "overwrite",
                             schema_mode="merge" if mode == "append" else "overwrite",
                             partition_by=list(partition_by) if partition_by is not None else None,
-                            commit_properties=props)
-            return snapshot_of(DeltaTable(str(path)), path)
+                            commit_properties=props, storage_options=self.storage_options)
+            return snapshot_of(self.delta(path), path)
         except (DeltaError, OSError, ValueError, pa.ArrowException) as exc:
             raise LakeError(failure(exc, path, f"write to {layer}.{name} ({mode}) failed; the table is unchanged",
                                     probe=not isinstance(exc, pa.ArrowException))) from exc
@@ -286,7 +337,7 @@ class TableStore:
         props = CommitProperties(custom_metadata=dict(metadata or {}), app_transactions=list(transactions) or None)
         predicate = " AND ".join(f"t.{_quote(k)} = s.{_quote(k)}" for k in keys)
         try:
-            merger = DeltaTable(str(path)).merge(source, predicate=predicate, source_alias="s", target_alias="t",
+            merger = self.delta(path).merge(source, predicate=predicate, source_alias="s", target_alias="t",
                                                  merge_schema=True, commit_properties=props)
             if delete_flag:
                 flag = f"s.{_quote(delete_flag)}"
@@ -296,22 +347,24 @@ class TableStore:
             else:
                 merger = merger.when_matched_update_all().when_not_matched_insert_all()
             metrics = merger.execute()
-            return snapshot_of(DeltaTable(str(path)), path), {k: int(v) for k, v in metrics.items()
+            return snapshot_of(self.delta(path), path), {k: int(v) for k, v in metrics.items()
                                                         if isinstance(v, int | float)}
         except (DeltaError, OSError, ValueError, pa.ArrowException) as exc:
             raise LakeError(failure(exc, path, f"merge into {layer}.{name} failed; the table is unchanged",
                                     probe=not isinstance(exc, pa.ArrowException))) from exc
 
 
-def has_commit(log: Path) -> bool:
+def has_commit(log: Path | ObjectPath) -> bool:
     """Whether a ``_delta_log`` folder holds a committed version (or a checkpoint of one)."""
+    if isinstance(log, ObjectPath):
+        return any(_COMMIT.match(entry.name) or _CHECKPOINT.match(entry.name) for entry in log.iterdir())
     try:
         return any(_COMMIT.match(entry.name) or _CHECKPOINT.match(entry.name) for entry in log.iterdir())
     except (FileNotFoundError, NotADirectoryError):
         return False
 
 
-def snapshot_of(table: DeltaTable, root: Path) -> Snapshot:
+def snapshot_of(table: DeltaTable, root: Path | ObjectPath) -> Snapshot:
     """The :class:`Snapshot` of a delta-rs table loaded from the folder ``root``."""
     actions = table.get_add_actions(flatten=False)
     actions = actions if isinstance(actions, pa.Table) else pa.table(actions)

@@ -16,6 +16,7 @@ import duckdb
 import pyarrow as pa
 
 from medallion_nb.errors import LakeError
+from medallion_nb.objectstore import ObjectPath
 from medallion_nb.sql import quote_name
 from medallion_nb.storage.delta import Snapshot, delta_arrow_schema
 from medallion_nb.storage.scan import duckdb_types
@@ -34,7 +35,7 @@ class Plan:
     base: Snapshot | None
     keys: tuple[str, ...] = ()
     where: str | None = None
-    scratch: Path | None = None
+    scratch: Path | ObjectPath | None = None
     delete_files: tuple[str, ...] = ()
 
 

@@ -10,7 +10,6 @@ the reader takes them from there, typed as the table declares them.
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import Sequence
 
 import duckdb
@@ -18,7 +17,7 @@ import pyarrow as pa
 
 from medallion_nb.errors import LakeError
 from medallion_nb.sql import literal, quote_name
-from medallion_nb.storage.delta import Snapshot
+from medallion_nb.storage.delta import Snapshot, TableStore
 
 _EMPTY = itertools.count()
 
@@ -56,13 +55,13 @@ def scan_sql(con: duckdb.DuckDBPyConnection, files: Sequence[str], schema: pa.Sc
     return f"SELECT {columns} FROM read_parquet([{paths}], {options})"
 
 
-def readable(name: str, snap: Snapshot) -> Snapshot:
+def readable(name: str, snap: Snapshot, store: TableStore) -> Snapshot:
     """``snap`` if all its data files are there.
 
     Raises:
         LakeError: some were deleted (by vacuum, usually), so this version cannot be read.
     """
-    gone = [f for f in snap.files if not os.path.exists(f)]
+    gone = store.missing(snap.files)
     if gone:
         raise LakeError(f"version {snap.version} of {name} cannot be read: {len(gone)} of its {len(snap.files)} "
                         f"data file(s) are gone (vacuumed or deleted), e.g. {gone[0]}",

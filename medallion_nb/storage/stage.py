@@ -18,12 +18,15 @@ Where the files go depends on how the commit will be made:
 - ``merge``, an ``append`` that adds columns, and a ``replace`` that changes the
   partitioning: into ``<lake>/_medallion/staging/<id>/``; the commit streams them
   through delta-rs (its merge, its schema evolution), then the staged copy is deleted.
+
+On a lake on object storage the same happens with objects: DuckDB writes the Parquet
+through the filesystem registered on its connection
+(:func:`medallion_nb.objectstore.register_filesystem`), straight to their final keys.
 """
 
 from __future__ import annotations
 
 import itertools
-import shutil
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,6 +37,7 @@ import duckdb
 
 from medallion_nb.errors import LakeError
 from medallion_nb.lock import commit_guard
+from medallion_nb.objectstore import ObjectPath, is_uri
 from medallion_nb.oserrors import failure
 from medallion_nb.sql import literal, quote_ident
 from medallion_nb.storage.delta import (
@@ -64,14 +68,14 @@ _VIEWS = itertools.count()
 class StagedFile:
     """A Parquet file DuckDB wrote for a write, with what it reported about it."""
 
-    path: Path
+    path: Path | ObjectPath
     rows: int
     size: int
     partition: dict[str, str | None]
     columns: dict[str, dict[str, str]] | None = field(default=None, repr=False)
 
 
-def copy_rows(con: duckdb.DuckDBPyConnection, select_sql: str, folder: Path,
+def copy_rows(con: duckdb.DuckDBPyConnection, select_sql: str, folder: Path | ObjectPath,
               partition_by: Sequence[str] = ()) -> list[StagedFile]:
     """Have DuckDB write the rows of ``select_sql`` as Parquet files into ``folder``.
 
@@ -91,7 +95,10 @@ def copy_rows(con: duckdb.DuckDBPyConnection, select_sql: str, folder: Path,
     written = con.execute(f"COPY ({select_sql}) TO {literal(str(folder))} ({', '.join(options)})").fetchall()
     files = []
     for filename, count, size, _footer, columns, partition, _extra in written:
-        path = Path(filename) if Path(filename).is_absolute() else folder / filename
+        if isinstance(folder, ObjectPath):
+            path: Path | ObjectPath = folder.at(filename) if is_uri(filename) else folder / filename
+        else:
+            path = Path(filename) if Path(filename).is_absolute() else folder / filename
         if not count:
             path.unlink(missing_ok=True)
             continue
@@ -162,10 +169,9 @@ class Staged:
             return
         self._open = False
         self._relation = None
-        for f in self.files:
-            f.path.unlink(missing_ok=True)
+        self._lake.store.delete([f.path for f in self.files])
         if self._plan.scratch is not None:
-            shutil.rmtree(self._plan.scratch, ignore_errors=True)
+            self._lake.store.rmtree(self._plan.scratch)
 
     def commit(self, metadata: dict[str, Any] | None = None) -> WriteResult:
         """Publish the staged rows in one Delta commit.
@@ -187,7 +193,7 @@ class Staged:
                     self.result = WriteResult(self.table, self.mode, 0, skip.version, skip.rows, skipped=True,
                                               snapshot=skip)
                     return self.result
-                missing = [str(f.path) for f in self.files if not f.path.exists()]
+                missing = lake.store.missing([str(f.path) for f in self.files])
                 if missing:
                     raise LakeError(f"write to {self.table}: {len(missing)} staged file(s) disappeared before the "
                                     f"commit (e.g. {missing[0]}); nothing was committed, run it again")
@@ -204,7 +210,7 @@ class Staged:
         self._open = False
         self._relation = None
         if plan.scratch is not None:
-            shutil.rmtree(plan.scratch, ignore_errors=True)
+            lake.store.rmtree(plan.scratch)
         lake._committed(self.result)
         return self.result
 
@@ -293,10 +299,9 @@ def stage(lake: Lakehouse, name: str, rel: duckdb.DuckDBPyRelation, *, mode: str
             _check_where(staged, name, plan.where)
         return staged
     except BaseException as exc:
-        for f in files:
-            f.path.unlink(missing_ok=True)
+        lake.store.delete([f.path for f in files])
         if plan.scratch is not None:
-            shutil.rmtree(plan.scratch, ignore_errors=True)
+            lake.store.rmtree(plan.scratch)
         if isinstance(exc, duckdb.Error | OSError):
             raise LakeError(failure(exc, folder, f"write to {name} ({mode}) failed; the table is unchanged",
                                     probe=isinstance(exc, duckdb.IOException | OSError))) from exc
@@ -329,7 +334,7 @@ def _check_keys(con: duckdb.DuckDBPyConnection, staged: Staged, name: str, keys:
 
 
 def _stage_delete_keys(con: duckdb.DuckDBPyConnection, delete: duckdb.DuckDBPyRelation, staged: Staged,
-                       folder: Path, name: str, keys: tuple[str, ...]) -> tuple[str, ...]:
+                       folder: Path | ObjectPath, name: str, keys: tuple[str, ...]) -> tuple[str, ...]:
     """Write the keys to delete (those not also upserted) next to the staged rows."""
     missing = [k for k in keys if k not in delete.columns]
     if missing:

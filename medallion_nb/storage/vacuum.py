@@ -15,7 +15,8 @@ and never the files of a version that a published snapshot references: the curre
 one (``_medallion/published.json``) always, and those of run manifests
 (``_medallion/runs/*.json``) published inside the retention
 (:func:`medallion_nb.snapshots.retained_versions`). Deleting is not a commit:
-no table gets a new version.
+no table gets a new version. On object storage the same is done with listings
+(an object's age is its last-modified time) and batched deletes.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from deltalake.exceptions import DeltaError
 
 from medallion_nb.errors import LakeError
 from medallion_nb.lock import commit_guard
+from medallion_nb.objectstore import ObjectPath, delete_objects, is_uri
 from medallion_nb.oserrors import failure
 from medallion_nb.storage.delta import TableStore, has_commit
 from medallion_nb.storage.stage import STAGING_DIR
@@ -65,8 +67,8 @@ def vacuum_lake(lake: Lakehouse, tables: Iterable[tuple[str, str]] | None, reten
                                                    sorted(pinned.get(f"{layer}.{name}", ())), dry_run)
         if tables is None:
             for layer in layers:
-                for folder in sorted((store.root / layer).glob("*")) if (store.root / layer).is_dir() else []:
-                    if folder.is_dir() and not has_commit(folder / "_delta_log"):
+                for folder in _subfolders(store.root / layer):
+                    if not has_commit(folder / "_delta_log"):
                         out[f"{layer}.{folder.name}"] = _delete(folder, _old_files(folder, cutoff), dry_run)
                         if not dry_run:
                             _prune(folder, keep_root=False)
@@ -82,28 +84,45 @@ def vacuum_lake(lake: Lakehouse, tables: Iterable[tuple[str, str]] | None, reten
 
 def _vacuum_table(store: TableStore, layer: str, name: str, retention_hours: float, cutoff: float,
                   keep: list[int], dry_run: bool) -> list[str]:
-    folder = store.path(layer, name)
+    folder: Path | ObjectPath = store.path(layer, name)
     table = store.open(layer, name)
     try:
         listed = table.vacuum(retention_hours=int(retention_hours), dry_run=True, enforce_retention_duration=False,
                               full=True, keep_versions=keep or None)
     except (DeltaError, OSError) as exc:
         raise LakeError(failure(exc, folder, f"vacuum of {layer}.{name} failed; nothing was deleted")) from exc
-    current = {Path(f).resolve() for f in store.snapshot(layer, name).files}
+    current = {_identity(store.locate(f)) for f in store.snapshot(layer, name).files}
     found = []
     for item in listed:
-        path = Path(item) if Path(item).is_absolute() else folder / item
-        if path.exists() and path.resolve() not in current:
+        if isinstance(folder, ObjectPath):
+            path: Path | ObjectPath = folder.at(item) if is_uri(item) else folder / item
+        else:
+            path = Path(item) if Path(item).is_absolute() else folder / item
+        if _identity(path) not in current:
             found.append(path)
+    gone = set(store.missing([str(p) for p in found]))
+    found = [p for p in found if str(p) not in gone]
     found += [p for p in _old_files(folder, cutoff) if _LEFTOVER.search(p.name)]
-    removed = _delete(folder, sorted(set(found)), dry_run)
+    removed = _delete(folder, sorted(set(found), key=str), dry_run)
     if not dry_run:
         _prune(folder, keep_root=True)
     return removed
 
 
-def _old_files(folder: Path, cutoff: float) -> list[Path]:
-    out = []
+def _identity(path: Path | ObjectPath) -> str:
+    return path.uri if isinstance(path, ObjectPath) else str(path.resolve())
+
+
+def _subfolders(layer: Path | ObjectPath) -> list[Path | ObjectPath]:
+    if isinstance(layer, ObjectPath):
+        return sorted((p for p in layer.iterdir() if p.is_dir()), key=str)
+    return sorted(p for p in layer.glob("*") if p.is_dir()) if layer.is_dir() else []
+
+
+def _old_files(folder: Path | ObjectPath, cutoff: float) -> list[Path | ObjectPath]:
+    if isinstance(folder, ObjectPath):
+        return sorted((o.path for o in folder.walk() if o.modified.timestamp() < cutoff), key=str)
+    out: list[Path | ObjectPath] = []
     for path in folder.rglob("*"):
         try:
             if path.is_file() and path.stat().st_mtime < cutoff:
@@ -113,7 +132,12 @@ def _old_files(folder: Path, cutoff: float) -> list[Path]:
     return sorted(out)
 
 
-def _delete(folder: Path, paths: list[Path], dry_run: bool) -> list[str]:
+def _delete(folder: Path | ObjectPath, paths: list[Path | ObjectPath], dry_run: bool) -> list[str]:
+    if isinstance(folder, ObjectPath):
+        remote = [p for p in paths if isinstance(p, ObjectPath)]
+        if not dry_run:
+            delete_objects(remote)
+        return [p.relative_to(folder).as_posix() for p in remote]
     done = []
     for path in paths:
         if not dry_run:
@@ -125,8 +149,10 @@ def _delete(folder: Path, paths: list[Path], dry_run: bool) -> list[str]:
     return done
 
 
-def _prune(folder: Path, *, keep_root: bool) -> None:
-    """Remove empty folders left behind (partition folders, staging folders)."""
+def _prune(folder: Path | ObjectPath, *, keep_root: bool) -> None:
+    """Remove empty folders left behind (partition folders, staging folders); object stores have none."""
+    if isinstance(folder, ObjectPath):
+        return
     for sub in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
         if sub.name != "_delta_log" and not any(sub.iterdir()):
             sub.rmdir()

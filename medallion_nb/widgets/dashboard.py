@@ -45,11 +45,9 @@ class ChartSpec:
 
 def table_description(lake: Lakehouse, name: str) -> str:
     """The description stored in the Delta table's metadata (set by Spark, Databricks or ``deltalake``), or ""."""
-    from deltalake import DeltaTable
-
     layer, table = name.split(".", 1)
     try:
-        return DeltaTable(str(lake.store.path(layer, table))).metadata().description or ""
+        return lake.store.delta(lake.store.path(layer, table)).metadata().description or ""
     except Exception:  # a description is decoration: a table without readable metadata just has none
         return ""
 

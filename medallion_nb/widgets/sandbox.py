@@ -8,6 +8,12 @@ off by DuckDB's own settings, in the order they must be given:
 load, and ``lock_configuration = true`` so nothing can switch these back. The
 lake's tables are views over their Parquet files, as on the lakehouse
 connection. Every query is interrupted after ``timeout`` seconds.
+
+A lake on object storage is read through the filesystem registered on the
+connection (:func:`medallion_nb.objectstore.register_filesystem`), registered
+before the settings are locked; ``allowed_directories`` is then the lake's
+``s3://bucket/prefix/``, so other keys of the bucket, other buckets and local files
+stay out of reach.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import duckdb
 
 from medallion_nb.errors import LakeError
 from medallion_nb.lakehouse import Lakehouse
+from medallion_nb.objectstore import ObjectPath, register_filesystem
 from medallion_nb.sql import IDENT, literal, quote_ident, quote_name
 from medallion_nb.widgets.queries import FilterError
 
@@ -140,7 +147,8 @@ class ReadOnlyLake:
             return fn()
 
 
-def _sandboxed_connection(lake: Path, *, memory_limit: str | None, threads: int | None) -> duckdb.DuckDBPyConnection:
+def _sandboxed_connection(lake: Path | ObjectPath, *, memory_limit: str | None,
+                          threads: int | None) -> duckdb.DuckDBPyConnection:
     """A fresh in-memory DuckDB that can read files under ``lake`` and nothing else, settings locked."""
     spill = Path(tempfile.gettempdir()) / "medallion_nb_spill" / f"{os.getpid()}-explorer"
     spill.parent.mkdir(parents=True, exist_ok=True)
@@ -150,10 +158,14 @@ def _sandboxed_connection(lake: Path, *, memory_limit: str | None, threads: int 
     if threads:
         config["threads"] = threads
     con = duckdb.connect(config=config)
-    folder = str(Path(lake).resolve())
+    if isinstance(lake, ObjectPath):
+        register_filesystem(con, lake)
+        allowed = lake.uri + "/"
+    else:
+        allowed = str(Path(lake).resolve()) + os.sep
     # allowed_directories first: it cannot be set once external access is off.
     for statement in (
-        f"SET allowed_directories = [{literal(folder + os.sep)}]",
+        f"SET allowed_directories = [{literal(allowed)}]",
         "SET enable_external_access = false",
         "SET autoinstall_known_extensions = false",
         "SET autoload_known_extensions = false",
