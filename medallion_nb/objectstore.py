@@ -401,8 +401,11 @@ def _make_arrow(scheme: str, resolved: tuple[tuple[str, str], ...]) -> Any:
     return fs.S3FileSystem(**kwargs)
 
 
-def register_filesystem(con: Any, location: Any) -> None:
-    """Let DuckDB connection ``con`` read and write ``s3://`` paths of ``location`` (nothing for a local lake)."""
+def register_filesystem(con: Any, location: Any, *, read_only: bool = False) -> None:
+    """Let DuckDB connection ``con`` read and write ``s3://`` paths of ``location`` (nothing for a local lake).
+
+    ``read_only`` refuses every write and delete through it (the explorer's sandbox).
+    """
     if not isinstance(location, ObjectPath):
         return
     from fsspec.implementations.arrow import ArrowFSWrapper
@@ -412,10 +415,23 @@ def register_filesystem(con: Any, location: Any) -> None:
 
         # Object stores have no folders; Arrow would create empty "directory marker" objects.
         def mkdir(self, path: str, create_parents: bool = True, **kwargs: Any) -> None:
-            return None
+            self._writing(path)
 
         def makedirs(self, path: str, exist_ok: bool = False) -> None:
-            return None
+            self._writing(path)
+
+        def _open(self, path: str, mode: str = "rb", *args: Any, **kwargs: Any) -> Any:
+            if set(mode) & set("wax+"):
+                self._writing(path)
+            return super()._open(path, mode, *args, **kwargs)
+
+        def rm(self, path: Any, *args: Any, **kwargs: Any) -> None:
+            self._writing(str(path))
+            super().rm(path, *args, **kwargs)
+
+        def _writing(self, path: str) -> None:
+            if read_only:
+                raise PermissionError(f"{path}: this connection's object store is read-only")
 
     with _lock:
         con.register_filesystem(ArrowS3(arrow_filesystem(location.settings)))

@@ -48,7 +48,7 @@ from medallion_nb.storage.delta import (
 )
 from medallion_nb.storage.plan import Plan, aligned_select, make_plan
 from medallion_nb.storage.rewrite import replaced_files
-from medallion_nb.storage.scan import scan_sql
+from medallion_nb.storage.scan import duckdb_types, scan_sql
 from medallion_nb.storage.stats import file_stats
 
 if TYPE_CHECKING:
@@ -193,6 +193,7 @@ class Staged:
                     self.result = WriteResult(self.table, self.mode, 0, skip.version, skip.rows, skipped=True,
                                               snapshot=skip)
                     return self.result
+                self._check_still_new(layer, table)
                 missing = lake.store.missing([str(f.path) for f in self.files])
                 if missing:
                     raise LakeError(f"write to {self.table}: {len(missing)} staged file(s) disappeared before the "
@@ -213,6 +214,27 @@ class Staged:
             lake.store.rmtree(plan.scratch)
         lake._committed(self.result)
         return self.result
+
+    def _check_still_new(self, layer: str, table: str) -> None:
+        """A write prepared for a new table, when another writer created the table meanwhile.
+
+        A ``replace`` still replaces it; an ``append`` of the same columns becomes an
+        append to it; anything else would lose or mix rows, so it is refused.
+
+        Raises:
+            LakeError: the table was created meanwhile and this write cannot simply be added.
+        """
+        plan, store = self._plan, self._lake.store
+        if plan.base is not None or plan.mode == "replace" or not store.exists(layer, table):
+            return
+        current = store.snapshot(layer, table)
+        same = (duckdb_types(self._lake.con, current.schema) == duckdb_types(self._lake.con, plan.schema)
+                and current.partition_by == plan.partition_by)
+        if plan.mode == "append" and same and plan.direct:
+            plan.base = current
+            return
+        raise LakeError(f"write to {self.table} ({plan.mode}): the table was created by another writer while "
+                        "this write was prepared; nothing was committed, run it again")
 
     def _commit(self, layer: str, table: str, meta: dict[str, Any], transactions: list[Any]) -> WriteResult:
         lake, plan, store = self._lake, self._plan, self._lake.store

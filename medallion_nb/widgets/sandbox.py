@@ -11,9 +11,9 @@ connection. Every query is interrupted after ``timeout`` seconds.
 
 A lake on object storage is read through the filesystem registered on the
 connection (:func:`medallion_nb.objectstore.register_filesystem`), registered
-before the settings are locked; ``allowed_directories`` is then the lake's
-``s3://bucket/prefix/``, so other keys of the bucket, other buckets and local files
-stay out of reach.
+read-only, before the settings are locked; ``allowed_directories`` is then the
+lake's ``s3://bucket/prefix/``, so other keys of the bucket, other buckets and local
+files stay out of reach, and nothing can be written to the lake.
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ def _sandboxed_connection(lake: Path | ObjectPath, *, memory_limit: str | None,
         config["threads"] = threads
     con = duckdb.connect(config=config)
     if isinstance(lake, ObjectPath):
-        register_filesystem(con, lake)
+        register_filesystem(con, lake, read_only=True)
         allowed = lake.uri + "/"
     else:
         allowed = str(Path(lake).resolve()) + os.sep
