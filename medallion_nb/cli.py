@@ -266,12 +266,12 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def _date(text: str) -> object:
-    from datetime import date
+    from medallion_nb.validation import parse_date
 
     try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date (YYYY-MM-DD)") from None
+        return parse_date(text, "day")
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _add_backfill(sub: argparse._SubParsersAction) -> None:
@@ -330,9 +330,6 @@ def _shown(path: Path) -> str:
 def _cmd_vacuum(args: argparse.Namespace) -> int:
     from medallion_nb.lakehouse import connect
 
-    if args.retain_hours < 0:
-        print(f"error: --retain-hours must be >= 0, got {args.retain_hours}", file=sys.stderr)
-        return EXIT_USAGE
     with connect(args.project) as lake:
         removed = lake.vacuum(args.table, retain_hours=args.retain_hours, dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"

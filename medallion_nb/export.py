@@ -60,11 +60,6 @@ class ExportResult:
         return "\n".join(lines)
 
 
-def default_export_dir(project: Project) -> Path:
-    """Where exports go by default: ``export.dir`` from medallion.yaml, else ``<project>/exports``."""
-    return project.export_dir or project.root / "exports"
-
-
 def export_layer_name(project: Project) -> str:
     """The layer that is exported: ``gold`` if the project has one, else its last layer."""
     names = [layer.name for layer in project.layers]
@@ -77,7 +72,7 @@ def export_tables(project_dir: str | Path = ".", out: str | Path | None = None, 
 
     Args:
         project_dir: the project folder.
-        out: the export folder (default: :func:`default_export_dir`). It is replaced
+        out: the export folder (default: :attr:`Project.export_folder`). It is replaced
             as a whole, so it must be empty, missing or an earlier export.
         layer: the layer to export (default: :func:`export_layer_name`).
 
@@ -88,7 +83,7 @@ def export_tables(project_dir: str | Path = ".", out: str | Path | None = None, 
     """
     project = load_project(project_dir)
     layer = project.layer(layer).name if layer else export_layer_name(project)
-    target = Path(out).resolve() if out is not None else default_export_dir(project)
+    target = Path(out).resolve() if out is not None else project.export_folder
     _check_target(target)
     with connect(project.root, run_id="export") as lake:
         names = lake.tables(layer)

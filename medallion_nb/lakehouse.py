@@ -20,6 +20,7 @@ import duckdb
 from medallion_nb.engine import open_duckdb
 from medallion_nb.errors import LakeError
 from medallion_nb.lock import commit_guard
+from medallion_nb.names import RESERVED_LAYERS
 from medallion_nb.objectstore import register_filesystem
 from medallion_nb.project import Project, load_project
 from medallion_nb.reporting import recording, report_read
@@ -30,8 +31,6 @@ from medallion_nb.writing import WritePath
 
 if TYPE_CHECKING:
     from medallion_nb.lineage import Lineage
-
-_RESERVED_SCHEMAS = {"main", "temp", "information_schema", "pg_catalog"}
 
 
 class Lakehouse(WritePath):
@@ -68,7 +67,7 @@ class Lakehouse(WritePath):
         self.con = open_duckdb(project, memory_limit, threads)
         register_filesystem(self.con, project.lake)  # a lake on object storage: DuckDB reads s3:// through Arrow
         for layer in self.layers:
-            if layer in _RESERVED_SCHEMAS:
+            if layer in RESERVED_LAYERS:
                 raise LakeError(f"layer name {layer!r} is reserved by DuckDB; rename the layer in medallion.yaml")
             self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(layer)}")
         try:

@@ -27,6 +27,7 @@ from typing import Any
 import duckdb
 
 from medallion_nb.errors import MedallionError, ProjectError
+from medallion_nb.names import TABLE_NAME
 from medallion_nb.project import Layer, Project
 
 # Library calls whose first argument is a table the notebook reads.
@@ -37,7 +38,6 @@ SPLIT_WRITE_CALLS = frozenset({"write_split"})
 INGEST_CALLS = frozenset({"ingest"})
 # Calls that take SQL text: an f-string or a variable name here is SQL we cannot read before the run.
 SQL_CALLS = frozenset({"sql", "query", "execute"})
-_TABLE_NAME = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)$")
 _LOOKS_LIKE_SQL = re.compile(r"\b(select|from|with)\b", re.IGNORECASE)
 
 
@@ -378,7 +378,7 @@ class _CellVisitor(ast.NodeVisitor):
 
     def _table(self, node: ast.AST | None) -> str | None:
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            match = _TABLE_NAME.match(node.value.strip())
+            match = TABLE_NAME.match(node.value.strip())
             if match and match.group(1) in self.layers:
                 return node.value.strip()
             return None

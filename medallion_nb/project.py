@@ -20,22 +20,17 @@ import yaml
 from medallion_nb import secrets
 from medallion_nb.checkspec import expect_problems
 from medallion_nb.errors import LakeError, ProjectError
+from medallion_nb.names import NAME, PROJECT_NAME, PROJECT_NAME_RULE, RESERVED_LAYERS, TABLE_NAME
 from medallion_nb.objectstore import OPTIONS, SECRET_OPTIONS, ObjectPath, is_uri
 from medallion_nb.sources import Source, SourceChecks
-from medallion_nb.validation import UniqueKeyLoader, cron_problem, is_sql_keyword, kind
+from medallion_nb.validation import DURATION, DURATION_RULE, UniqueKeyLoader, cron_problem, is_sql_keyword, kind
 
 CONFIG_NAME = "medallion.yaml"
 REQUIRED_PARAMETERS = ("project_dir", "run_id", "run_date", "full_refresh")
-# Schema names DuckDB keeps for itself (or resolves as catalogs); a layer is a schema.
-RESERVED_LAYERS = ("main", "temp", "system", "memory", "information_schema", "pg_catalog")
 MEMORY_LIMIT_ENV = "MEDALLION_MEMORY_LIMIT"
 THREADS_ENV = "MEDALLION_THREADS"
 
-_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-_TABLE = re.compile(r"^[a-z][a-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$")
-_PROJECT_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 _NAMESPACE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
-_DURATION = re.compile(r"^P(?!$)(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+S)?)?$")
 _MEMORY = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
 
 Scalar = str | int | float | bool | None
@@ -115,6 +110,11 @@ class Project:
     @property
     def config_path(self) -> Path:
         return self.root / CONFIG_NAME
+
+    @property
+    def export_folder(self) -> Path:
+        """Where ``medallion-nb export`` writes by default: ``export.dir``, else ``<project>/exports``."""
+        return self.export_dir or self.root / "exports"
 
     def layer(self, name: str) -> Layer:
         """Return the layer called ``name``.
@@ -233,8 +233,7 @@ class _Validator(SourceChecks):
         ) if raw is not None else self._empty()
         name = None
         if "name" in top:
-            name = self.string(top["name"], "name", _PROJECT_NAME,
-                               "a lowercase name (letters, digits, _ or -, starting with a letter)")
+            name = self.string(top["name"], "name", PROJECT_NAME, f"a lowercase name ({PROJECT_NAME_RULE})")
         namespace = top.get("namespace", f"medallion.{(name or 'project').replace('-', '_')}")
         namespace = self.string(namespace, "namespace", _NAMESPACE,
                                 "a Kestra namespace (lowercase letters, digits, '.', '_' or '-')")
@@ -310,7 +309,7 @@ class _Validator(SourceChecks):
         for i, item in enumerate(raw):
             key = f"layers[{i}]"
             spec = self.mapping(item, key, ("name", "notebook", "notebooks", "timeout"), ("name",))
-            lname = self.string(spec.get("name"), f"{key}.name", _NAME, "a lowercase identifier") if spec else None
+            lname = self.string(spec.get("name"), f"{key}.name", NAME, "a lowercase identifier") if spec else None
             if lname and (lname in RESERVED_LAYERS or is_sql_keyword(lname)):
                 self.problem(f"{key}.name", f"{lname!r} is reserved by DuckDB (a layer is a schema; reserved: "
                                             f"{', '.join(RESERVED_LAYERS)}, SQL keywords and names starting "
@@ -358,13 +357,13 @@ class _Validator(SourceChecks):
                 if len({p.stem for p in paths}) != len(paths):
                     self.problem(f"{key}.notebooks", "two notebooks share a file name; names must be unique in a layer")
             timeout = spec.get("timeout", "PT1H")
-            self.string(timeout, f"{key}.timeout", _DURATION, "an ISO-8601 duration such as PT30M")
+            self.string(timeout, f"{key}.timeout", DURATION, DURATION_RULE)
             if lname:
                 layers.append(Layer(name=lname, notebooks=tuple(paths), timeout=str(timeout), declared=tuple(declared)))
         return tuple(layers)
 
     def tables(self, value: Any, key: str) -> tuple[str, ...]:
-        if not isinstance(value, list) or not all(isinstance(v, str) and _TABLE.match(v) for v in value):
+        if not isinstance(value, list) or not all(isinstance(v, str) and TABLE_NAME.match(v) for v in value):
             self.problem(key, f"expected a list of <layer>.<table> names, got {kind(value)}")
             return ()
         return tuple(value)
@@ -435,7 +434,7 @@ class _Validator(SourceChecks):
             self.problem("kestra.retries", f"expected a whole number >= 0, got {retries!r}")
             retries = 2
         interval = spec.get("retry_interval", "PT1M")
-        self.string(interval, "kestra.retry_interval", _DURATION, "an ISO-8601 duration such as PT1M")
+        self.string(interval, "kestra.retry_interval", DURATION, DURATION_RULE)
         image = spec.get("image")
         if image is not None:
             image = self.string(image, "kestra.image")
@@ -465,7 +464,7 @@ class _Validator(SourceChecks):
         known = [layer.name for layer in layers]
         for table, expect in raw.items():
             key = f"expectations.{table}"
-            if not isinstance(table, str) or not _TABLE.match(table):
+            if not isinstance(table, str) or not TABLE_NAME.match(table):
                 self.problem(key, "expected a table name <layer>.<table>")
             elif known and table.partition(".")[0] not in known:
                 self.problem(key, f"no layer {table.partition('.')[0]!r} (layers are: {', '.join(known)})")

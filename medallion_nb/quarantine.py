@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 
 from medallion_nb.errors import LakeError, QualityError
 from medallion_nb.lock import commit_guard
+from medallion_nb.names import LOAD_MODES
 from medallion_nb.quality import REASON_COLUMN, QualityReport, split
 from medallion_nb.reporting import report_expectations
 from medallion_nb.sql import quote_name, storable_columns
@@ -33,7 +34,6 @@ from medallion_nb.storage.stage import BATCH_ROWS
 if TYPE_CHECKING:
     from medallion_nb.lakehouse import Lakehouse
 
-SPLIT_MODES = ("replace", "append", "merge")
 _BATCH = "__split_batch"
 
 
@@ -89,8 +89,8 @@ def write_split(lake: Lakehouse, rel: duckdb.DuckDBPyRelation, rules: Mapping[st
     """
     from medallion_nb.expectations import audit_staged, expectations_for
 
-    if mode not in SPLIT_MODES:
-        raise LakeError(f"write_split to {good} and {bad}: mode {mode!r} is not one of {', '.join(SPLIT_MODES)}")
+    if mode not in LOAD_MODES:
+        raise LakeError(f"write_split to {good} and {bad}: mode {mode!r} is not one of {', '.join(LOAD_MODES)}")
     keys = (key,) if isinstance(key, str) else tuple(key or ())
     groups = expectations_for(lake, good, expect)
     if groups and "quarantine" in groups:
@@ -125,7 +125,7 @@ def staged_split(lake: Lakehouse, rel: duckdb.DuckDBPyRelation, rules: Mapping[s
         raise LakeError(f"write_split to {good} and {bad}: mode merge needs key=... (the columns that identify a row)")
     for name in (good, bad):
         lake._split(name)
-    bad_mode = mode if mode in SPLIT_MODES else "append"
+    bad_mode = mode if mode in LOAD_MODES else "append"
     # Types Delta cannot store (HUGEINT, ...) are cast before they reach Arrow, as lake.write does.
     tagged = lake._storable(split(rel, rules).all, good)
     try:

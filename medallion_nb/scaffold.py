@@ -10,7 +10,6 @@ behind, and an existing folder is never touched.
 
 from __future__ import annotations
 
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -21,10 +20,9 @@ from string import Template
 from medallion_nb import __version__
 from medallion_nb.errors import ProjectError
 from medallion_nb.kestra import kestra_files
+from medallion_nb.names import check_project_name
 from medallion_nb.project import CONFIG_NAME, load_project
 
-# Same rule as a project's name in medallion.yaml.
-_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 # Files whose text gets $name / $namespace filled in; the rest are copied as they are.
 _TEMPLATED = (CONFIG_NAME, "README.md")
 _RENAMED = {"gitignore": ".gitignore"}
@@ -48,14 +46,10 @@ def init_project(name: str, directory: str | Path | None = None) -> Scaffold:
     """Create a new project called ``name`` in ``directory`` (default: ``./<name>``).
 
     Raises:
-        ProjectError: the name is not a valid project name, or the folder already
-            exists and is not empty.
+        UsageError: the name is not a valid project name.
+        ProjectError: the folder already exists and is not empty.
     """
-    if not _NAME.match(name):
-        raise ProjectError(
-            f"{name!r} is not a valid project name: use lowercase letters, digits, '_' or '-', "
-            "starting with a letter (e.g. sales_pipeline)",
-        )
+    check_project_name(name)  # the rule of a project's name in medallion.yaml
     root = Path(directory if directory is not None else name).resolve()
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise ProjectError(

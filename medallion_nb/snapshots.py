@@ -18,7 +18,6 @@ reads the lake as that run left it.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -28,13 +27,13 @@ from typing import Any
 from medallion_nb.errors import LakeError
 from medallion_nb.lakemeta import lake_path, meta_dir, read_json, write_json_atomic
 from medallion_nb.lock import commit_guard
+from medallion_nb.names import RUN_ID, RUN_ID_RULE
 from medallion_nb.sql import IDENT
 from medallion_nb.storage import Snapshot, TableStore
 
 PUBLISHED = "published"
 PUBLISHED_FILE = "published.json"
 RUNS_DIR = "runs"
-RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 @dataclass(frozen=True)
@@ -207,8 +206,8 @@ def table_snapshot(store: TableStore, name: str, version: int, manifest: Manifes
 
 def _check_run_id(run_id: str) -> None:
     if not isinstance(run_id, str) or not RUN_ID.match(run_id) or run_id == PUBLISHED:
-        raise LakeError(f"cannot publish run {run_id!r}: a run id is up to 128 letters, digits, '.', '_' or '-', "
-                        f"starting with a letter or digit, and not {PUBLISHED!r}")
+        raise LakeError(f"cannot publish run {run_id!r}: a run id is {RUN_ID_RULE}, "
+                        f"and not {PUBLISHED!r}")
 
 
 def _check_version(root: Path, name: str, version: Any, run_id: str) -> int:

@@ -8,10 +8,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from medallion_nb.names import IDENT, LOAD_MODES, NAME
 from medallion_nb.secrets import SecretText, parse
-from medallion_nb.validation import COLUMN, Checks, duckdb_type, kind
+from medallion_nb.validation import Checks, duckdb_type, kind
 
-LOAD_MODES = ("replace", "append", "merge")
 FILE_FORMATS = ("csv", "parquet", "json")
 # Read through Arrow-native ADBC drivers (see medallion_nb.ingest.database).
 DATABASE_FORMATS = ("postgres", "sqlite")
@@ -21,7 +21,6 @@ ON_SCHEMA_CHANGE = ("add_columns", "fail")
 # The encodings DuckDB's CSV reader decodes itself (others need an extension).
 CSV_ENCODINGS = ("utf-8", "utf-16", "latin-1")
 REJECTS_SUFFIX = "_rejects"
-SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 # A database table: name or schema.name (letters, digits, _ and $).
 DB_TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
 
@@ -113,7 +112,7 @@ class SourceChecks(Checks):
         out = []
         for sname, spec in raw.items():
             key = f"sources.{sname}"
-            if not isinstance(sname, str) or not SOURCE_NAME.match(sname):
+            if not isinstance(sname, str) or not NAME.match(sname):
                 self.problem(key, "source names must be lowercase identifiers (they become bronze table names)")
                 continue
             if sname.endswith(REJECTS_SUFFIX) and sname[: -len(REJECTS_SUFFIX)] in raw:
@@ -259,7 +258,7 @@ class SourceChecks(Checks):
             return ()
         out, seen = [], set()
         for column, dtype in raw.items():
-            if not isinstance(column, str) or not COLUMN.match(column):
+            if not isinstance(column, str) or not IDENT.match(column):
                 self.problem(f"{key}.{column}", "column names are letters, digits and _ (not starting with a digit)")
                 continue
             if column.lower() in seen:
@@ -279,7 +278,7 @@ class SourceChecks(Checks):
             self.problem(key, "expected a mapping of header name to column name")
             return {}
         for header, column in raw.items():
-            if not COLUMN.match(column):
+            if not IDENT.match(column):
                 self.problem(f"{key}.{header}", f"{column!r} is not a plain column name (letters, digits and _)")
         return dict(raw)
 

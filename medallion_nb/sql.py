@@ -7,14 +7,12 @@ expressions and views).
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import duckdb
 
 from medallion_nb.errors import LakeError
-
-IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+from medallion_nb.names import IDENT
 
 # DuckDB types Delta Lake cannot store, and what they are written as.
 DELTA_CASTS = {

@@ -1,4 +1,5 @@
-"""Shared checks for ``medallion.yaml``: a YAML loader that catches duplicate keys, and validators.
+"""Shared checks for ``medallion.yaml``: a YAML loader that catches duplicate keys, validators,
+and the parsers of values given in the config or on the command line (durations, dates).
 
 The validators collect problems instead of raising, so a config file with several
 mistakes is reported in one go, each problem naming its key path.
@@ -7,12 +8,14 @@ mistakes is reported in one go, each problem naming its key path.
 from __future__ import annotations
 
 import re
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+from medallion_nb.errors import UsageError
+
 CRON_NICKNAMES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 
 
@@ -120,6 +123,51 @@ def cron_problem(cron: str) -> str | None:
     if not croniter.is_valid(text):
         return "the fields do not combine into a valid schedule"
     return None
+
+
+# ISO-8601 durations in days, hours, minutes and seconds (what Kestra's task timeouts take): PT30M, P1DT2H.
+DURATION = re.compile(r"^P(?!$)(?:(\d+)D)?(?:T(?=\d)(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$")
+DURATION_RULE = "an ISO-8601 duration such as PT30M"
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def duration_seconds(text: str) -> float | None:
+    """Seconds in an ISO-8601 duration such as ``PT30M`` (``None`` if it is not one)."""
+    match = DURATION.match(text) if isinstance(text, str) else None
+    if not match:
+        return None
+    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    return float(((days * 24 + hours) * 60 + minutes) * 60 + seconds)
+
+
+def parse_date(value: object, what: str) -> date:
+    """A day given as ``YYYY-MM-DD`` (or a ``date``); ``what`` names it in the message.
+
+    Raises:
+        UsageError: anything else (``20260105``, ``05/01/2026``, ``2026-02-30``, a number).
+    """
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str) and _ISO_DATE.match(value.strip()):
+        try:
+            return date.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    raise UsageError(f"{what}: {value!r} is not an ISO date (YYYY-MM-DD)")
+
+
+def parse_run_date(value: object) -> date | None:
+    """The ``run_date`` parameter: a day (``YYYY-MM-DD``), or None when empty ("today").
+
+    Raises:
+        UsageError: not an ISO date.
+    """
+    if value is None or value == "":
+        return None
+    try:
+        return parse_date(value, "run_date")
+    except UsageError:
+        raise UsageError(f"run_date: {value!r} is not an ISO date (YYYY-MM-DD) or empty") from None
 
 
 def duckdb_type(value: Any) -> str | None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from medallion_nb.engine import to_relation
-from medallion_nb.errors import LakeError
+from medallion_nb.errors import LakeError, UsageError
 from medallion_nb.reporting import report_write
 from medallion_nb.sql import storable_columns
 from medallion_nb.storage import (
@@ -164,11 +164,11 @@ class WritePath:
         (with ``dry_run``: removable) files per table; see :mod:`medallion_nb.storage.vacuum`.
 
         Raises:
-            LakeError: an unknown table, a negative retention, or a file that cannot
-                be deleted (the cause and path first).
+            UsageError: a retention that is not a number of hours >= 0.
+            LakeError: an unknown table, or a file that cannot be deleted (the cause and path first).
         """
-        if retain_hours < 0:
-            raise LakeError(f"vacuum: retain_hours must be >= 0, got {retain_hours}")
+        if isinstance(retain_hours, bool) or not isinstance(retain_hours, int | float) or retain_hours < 0:
+            raise UsageError(f"vacuum: retain_hours must be a number of hours >= 0, got {retain_hours!r}")
         self._check_writable("vacuum")
         tables = None
         if name:

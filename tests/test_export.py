@@ -10,7 +10,7 @@ import pytest
 
 from medallion_nb import MedallionError, connect, load_project
 from medallion_nb.cli import main
-from medallion_nb.export import default_export_dir, export_tables, read_manifest
+from medallion_nb.export import export_tables, read_manifest
 from tests.conftest import THREE_LAYERS, write_project
 
 NOTEBOOK = '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
@@ -42,7 +42,7 @@ def test_export_writes_parquet_csv_and_manifest(tmp_path):
     write_gold(root)
     result = export_tables(root)
     out = root / "exports"
-    assert result.out == out == default_export_dir(load_project(root))
+    assert result.out == out == load_project(root).export_folder
     assert sorted(p.name for p in out.iterdir()) == [
         "by_store.csv", "by_store.parquet", "daily.csv", "daily.parquet", "manifest.json"]
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import medallion_nb as mnb
-from medallion_nb import IngestError
+from medallion_nb import IngestError, UsageError
 from tests.conftest import write_project
 
 NOTEBOOK = '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
@@ -93,7 +93,7 @@ def test_run_date_holds_back_files_that_have_not_landed(root: Path):
 
 
 def test_bad_run_date_is_named(root: Path):
-    with pytest.raises(IngestError, match=r"run_date '2026-13-01' is not an ISO date"):
+    with pytest.raises(UsageError, match=r"run_date: '2026-13-01' is not an ISO date"):
         ingest(root, run_date="2026-13-01")
 
 

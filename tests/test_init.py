@@ -14,7 +14,7 @@ import nbformat
 import pytest
 from papermill.inspection import inspect_notebook
 
-from medallion_nb import ProjectError, connect, load_project
+from medallion_nb import ProjectError, UsageError, connect, load_project
 from medallion_nb.cli import main
 from medallion_nb.export import read_manifest
 from medallion_nb.scaffold import init_project, template_dir
@@ -102,7 +102,7 @@ def test_init_fills_an_empty_folder(tmp_path):
 
 def test_init_rejects_bad_names(tmp_path, capsys):
     for bad in ("Demo", "2fast", "my project", "../x", ""):
-        with pytest.raises(ProjectError, match="is not a valid project name"):
+        with pytest.raises(UsageError, match="is not a valid project name"):
             init_project(bad, tmp_path / "x")
     assert main(["init", "Bad", "--dir", str(tmp_path / "bad")]) == 2
     assert "lowercase" in capsys.readouterr().err

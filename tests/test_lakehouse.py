@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 import medallion_nb as mnb
-from medallion_nb import LakeError
+from medallion_nb import LakeError, UsageError
 from tests.conftest import write_project
 
 CONFIG = """
@@ -241,5 +241,6 @@ def test_vacuum_reclaims_old_versions_and_keeps_the_current_table(lake):
     lake.refresh()
     assert rows(lake, "SELECT v FROM gold.v") == [(2,)]
     assert lake.vacuum(retain_hours=0) == {"gold.v": []}
-    with pytest.raises(LakeError, match="retain_hours must be >= 0"):
+    with pytest.raises(UsageError, match="retain_hours must be a number of hours >= 0, got -1"):
         lake.vacuum(retain_hours=-1)
+    assert main(["vacuum", "--project", str(lake.project.root), "--retain-hours", "-1"]) == 2  # the same rule

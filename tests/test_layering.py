@@ -22,8 +22,8 @@ PACKAGE = REPO / "medallion_nb"
 # Rank of each module (or package): a module imports from a lower or the same rank, never a higher one
 # (and, at module level, never in a cycle).
 RANKS = {
-    "errors": 0, "validation": 0, "reporting": 0, "sampledata": 0, "oserrors": 0,
-    "secrets": 1, "sources": 1, "sql": 1, "project": 1, "checkspec": 1, "objectstore": 1,
+    "errors": 0, "names": 0, "validation": 0, "reporting": 0, "sampledata": 0, "oserrors": 0,
+    "secrets": 1, "sources": 1, "sql": 1, "project": 1, "checkspec": 1, "objectstore": 1, "runfolder": 1,
     "lakemeta": 2, "lock": 2, "lease": 2, "dedupe": 2, "quality": 2,
     "storage": 3, "lineage": 3,
     "snapshots": 4, "quarantine": 4, "expectations": 4, "engine": 4,

@@ -25,7 +25,7 @@ from medallion_nb.runner import (
     run_pipeline,
 )
 from medallion_nb.runner.record import LayerRecord, NotebookRecord, RunRecord, tables_from_write_log
-from medallion_nb.runner.run import duration_seconds
+from medallion_nb.validation import duration_seconds
 
 # -- parameters and run ids (no kernels) -----------------------------------------------
 

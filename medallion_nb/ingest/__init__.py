@@ -18,16 +18,16 @@ from typing import TYPE_CHECKING
 from medallion_nb.errors import IngestError
 from medallion_nb.ingest.csvfiles import LINEAGE_COLUMNS
 from medallion_nb.ingest.database import ingest_database
-from medallion_nb.ingest.files import STATE_KEY, parse_run_date
+from medallion_nb.ingest.files import STATE_KEY
 from medallion_nb.ingest.load import ingest_source
 from medallion_nb.ingest.report import FileReport, IngestReport, IngestResult
 from medallion_nb.reporting import report_ingest
+from medallion_nb.validation import parse_run_date
 
 if TYPE_CHECKING:
     from medallion_nb.lakehouse import Lakehouse
 
-__all__ = ["LINEAGE_COLUMNS", "STATE_KEY", "FileReport", "IngestReport", "IngestResult", "ingest_sources",
-           "parse_run_date"]
+__all__ = ["LINEAGE_COLUMNS", "STATE_KEY", "FileReport", "IngestReport", "IngestResult", "ingest_sources"]
 
 
 def ingest_sources(lake: Lakehouse, source: str | None = None, *, run_date: str | date | None = None,
@@ -45,6 +45,7 @@ def ingest_sources(lake: Lakehouse, source: str | None = None, *, run_date: str 
     Raises:
         IngestError: a source's files cannot be read, or a schema change is refused.
         ProjectError: an unknown source name.
+        UsageError: ``run_date`` is not an ISO date.
     """
     if "bronze" not in lake.layers:
         raise IngestError("the project has no layer named 'bronze' to ingest into")

@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from medallion_nb.names import IDENT
 from medallion_nb.sources import Source
-from medallion_nb.validation import COLUMN
 
 LINEAGE_COLUMNS = ("_ingested_at", "_source_file", "_run_id")
 _CHUNK = 1 << 20
@@ -77,7 +77,7 @@ def header_names(line: str, source: Source) -> tuple[tuple[str, ...], str | None
     for i, name in enumerate(names):
         if not name:
             return (), f"column {i + 1} of its header has no name; add rename or normalize_names to {where}"
-        if not COLUMN.match(name):
+        if not IDENT.match(name):
             return (), (f"its header column {name!r} is not a plain name (letters, digits and _); "
                         f"add rename: {{{name!r}: a_name}} or normalize_names: true to {where}")
         if name in LINEAGE_COLUMNS:

@@ -30,22 +30,6 @@ class Found:
     size: int
 
 
-def parse_run_date(run_date: str | date | None) -> date | None:
-    """``run_date`` as a date; empty means none.
-
-    Raises:
-        IngestError: not an ISO date.
-    """
-    if run_date in (None, ""):
-        return None
-    if isinstance(run_date, date):
-        return run_date
-    try:
-        return date.fromisoformat(str(run_date))
-    except ValueError as exc:
-        raise IngestError(f"run_date {run_date!r} is not an ISO date (YYYY-MM-DD)") from exc
-
-
 def find_files(root: Path, source: Source) -> dict[str, Found]:
     """The source's files by project-relative path.
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import duckdb
 import pyarrow as pa
 
+from medallion_nb.dedupe import latest
 from medallion_nb.errors import IngestError, LakeError
 from medallion_nb.ingest.csvfiles import LINEAGE_COLUMNS, CsvFile, inspect
 from medallion_nb.ingest.csvread import Batch, CsvBatchReader, Reject, Stage
@@ -370,8 +371,7 @@ def _past_cursor(lake: Lakehouse, source: Source, rel: duckdb.DuckDBPyRelation,
 
 
 def _latest_per_key(source: Source, rel: duckdb.DuckDBPyRelation) -> duckdb.DuckDBPyRelation:
-    keys = ", ".join(quote_name(k) for k in source.keys)
+    """One row per key for a merge: the highest cursor, then the latest file."""
     order = [f"{quote_name(source.cursor)} DESC NULLS LAST"] if source.cursor else []
     order.append("_source_file DESC")
-    return rel.query("_batch", f"SELECT * FROM _batch QUALIFY row_number() OVER "
-                               f"(PARTITION BY {keys} ORDER BY {', '.join(order)}) = 1")
+    return latest(rel, source.keys, ", ".join(order))

@@ -32,9 +32,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from medallion_nb.errors import FlowError
-from medallion_nb.export import default_export_dir
 from medallion_nb.project import REQUIRED_PARAMETERS, Layer, Project
 from medallion_nb.reporting import KESTRA_ENV
+from medallion_nb.runfolder import notebook_files
 from medallion_nb.secrets import SecretText
 
 PROJECT_MOUNT = "/project"
@@ -182,7 +182,7 @@ def papermill_call(project: Project, layer: Layer, notebook: Path) -> str:
     """The papermill command line equivalent to what the runner does for one notebook (for people to read)."""
     rel = _relative(project, notebook, f"layers.{layer.name}.notebooks")
     kept = _runs_folder(project) or "runs"
-    output = f"{kept}/<execution id>/{layer.name}/{notebook.stem}.ipynb"
+    output = notebook_files(PurePosixPath(kept, "<execution id>"), layer.name, notebook).output.as_posix()
     words = ["papermill", shlex.quote(rel), output, "--cwd", shlex.quote(str(PurePosixPath(rel).parent)),
              "-p", "project_dir", PROJECT_MOUNT, "-p", "run_id", "<execution id>", "-p", "run_date", "<run_date>",
              "-y", "'full_refresh: <full_refresh input>'"]
@@ -211,11 +211,11 @@ def layer_commands(project: Project, layer: Layer) -> list[str]:
     run[-1] = [*run[-1], "2>&1"]
     commands = [" \\\n  ".join(_join(group) for group in run) + " || status=$?"]
     folder = f"{kept}/{RUN_ID}/{layer.name}" if kept is not None else None
-    if folder:
+    if kept is not None:
         # The executed notebooks are the task's output files, whether the layer succeeded or not.
         for nb in layer.notebooks:
-            commands.append(_join(["cp", _in_project(f"{folder}/{nb.stem}.ipynb"), f"{nb.stem}.ipynb"])
-                            + " 2>/dev/null || true")
+            output = notebook_files(PurePosixPath(kept, RUN_ID), layer.name, nb).output
+            commands.append(_join(["cp", _in_project(output.as_posix()), output.name]) + " 2>/dev/null || true")
     failed = (f"layer {layer.name} failed; see the log above and the executed notebooks in "
               f"{folder or 'the runs folder'}")
     commands.append('if [ "${status:-0}" -ne 0 ]; then echo ' + _join([failed]) + ' >&2; exit "$status"; fi')
@@ -236,7 +236,7 @@ def _publish_task(project: Project) -> dict[str, Any]:
 
 
 def _export_task(project: Project) -> dict[str, Any]:
-    out = _relative(project, default_export_dir(project), "export.dir")
+    out = _relative(project, project.export_folder, "export.dir")
     return {
         "id": EXPORT_TASK_ID,
         "type": COMMANDS_TASK,

@@ -5,14 +5,9 @@ lineage allows) and writes the run record; ``build_plan(project)`` gives the
 DAG (``Plan.describe()``, ``Plan.dot()``).
 """
 
+from medallion_nb.names import check_run_id
 from medallion_nb.runner.execute import CellError, NotebookEngine, NotebookOutcome, NotebookTask
-from medallion_nb.runner.params import (
-    check_run_id,
-    new_run_id,
-    notebook_parameters,
-    parse_parameter,
-    parse_value,
-)
+from medallion_nb.runner.params import new_run_id, notebook_parameters, parse_parameter, parse_value
 from medallion_nb.runner.plan import NotebookStep, Plan, build_plan
 from medallion_nb.runner.progress import (
     ConsoleProgress,

@@ -15,6 +15,7 @@ from datetime import date, timedelta
 
 from medallion_nb.errors import UsageError
 from medallion_nb.project import Project, Scalar
+from medallion_nb.runfolder import record_file, run_folder
 from medallion_nb.runner.progress import RunObserver
 from medallion_nb.runner.record import RunRecord, load_record
 from medallion_nb.runner.run import run_pipeline
@@ -55,7 +56,7 @@ def backfill(project: Project, start: date, end: date, *, layers: Sequence[str] 
     done: list[tuple[date, str]] = []
     for day in days(start, end):
         run_id = f"{RUN_ID_PREFIX}{day.isoformat()}"
-        path = project.runs / run_id / "run.json"
+        path = record_file(run_folder(project, run_id))
         observer = observer_factory() if observer_factory else None
         previous = load_record(path) if path.is_file() else None
         if previous is not None and previous.get("status") == "succeeded" and not force:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from medallion_nb.errors import NotebookRunError, UsageError
 from medallion_nb.lineage import project_lineage
 from medallion_nb.project import Project
+from medallion_nb.runfolder import record_file, run_folder
 from medallion_nb.runner.freshness import table_version
 from medallion_nb.runner.record import DONE, load_record, write_record
 from medallion_nb.snapshots import Manifest, publish
@@ -53,7 +54,7 @@ def publish_run(project: Project, run_id: str) -> Manifest:
         NotebookRunError: the run has a notebook that did not succeed.
         UsageError: no such run.
     """
-    path = project.runs / run_id / "run.json"
+    path = record_file(run_folder(project, run_id))
     if not path.is_file():
         raise UsageError(f"no run record {path}")
     data: dict[str, Any] = load_record(path)

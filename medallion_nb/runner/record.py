@@ -18,8 +18,8 @@ from typing import Any
 
 from medallion_nb.project import Scalar
 from medallion_nb.reporting import read_write_log
+from medallion_nb.runfolder import RECORD_NAME, record_file
 
-RECORD_NAME = "run.json"
 FORMAT_VERSION = 2
 # Notebook and layer statuses: pending -> running -> succeeded | failed | up to date, or pending -> skipped.
 # A run is running -> succeeded | failed, or interrupted when its runner died before it ended.
@@ -176,7 +176,7 @@ class RunRecord:
 
     @property
     def path(self) -> Path:
-        return self.run_dir / RECORD_NAME
+        return record_file(self.run_dir)
 
     def layer(self, name: str) -> LayerRecord:
         return next(layer for layer in self.layers if layer.name == name)
@@ -244,5 +244,5 @@ def notebook_from_dict(data: Mapping[str, Any], write_log: Path) -> NotebookReco
 
 def load_record(path: Path) -> dict[str, Any]:
     """Read a ``run.json`` (the file or its run folder) as a plain dict."""
-    path = path / RECORD_NAME if path.is_dir() else path
+    path = record_file(path) if path.is_dir() else path
     return json.loads(path.read_text(encoding="utf-8"))

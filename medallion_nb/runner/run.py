@@ -8,12 +8,7 @@ node it updates the run record and tells the observer; a node whose input is a
 failed notebook's sentinel (Hamilton's ``GracefulErrorAdapter``) is recorded as
 skipped.
 
-The run folder::
-
-    <runs>/<run_id>/run.json                          the run record
-    <runs>/<run_id>/<layer>/<notebook>.ipynb          executed copy (papermill output)
-    <runs>/<run_id>/<layer>/<notebook>.writes.jsonl   what the notebook wrote and read
-    <runs>/<run_id>/<layer>/<notebook>.kernel.log     the kernel's own stdout/stderr
+The run folder is laid out as :mod:`medallion_nb.runfolder` says.
 """
 
 from __future__ import annotations
@@ -32,16 +27,13 @@ from hamilton.lifecycle import NodeExecutionHook
 from medallion_nb import errors
 from medallion_nb.errors import MedallionError, NotebookFailure, NotebookRunError, UsageError
 from medallion_nb.lock import WriterLock
+from medallion_nb.names import check_run_id
 from medallion_nb.project import Project, Scalar
 from medallion_nb.reporting import KESTRA_ENV, WRITE_LOG_ENV, read_write_log
+from medallion_nb.runfolder import RECORD_NAME, notebook_files, record_file, run_folder
 from medallion_nb.runner import freshness
 from medallion_nb.runner.execute import NotebookEngine, NotebookOutcome, NotebookTask
-from medallion_nb.runner.params import (
-    check_run_id,
-    duration_seconds,
-    new_run_id,
-    notebook_parameters,
-)
+from medallion_nb.runner.params import new_run_id, notebook_parameters
 from medallion_nb.runner.plan import NOT_RUN, NOT_SELECTED, NotebookFailed, NotebookStep, Plan, build_plan
 from medallion_nb.runner.progress import RunObserver, default_observer
 from medallion_nb.runner.publish import publish_record
@@ -55,6 +47,7 @@ from medallion_nb.runner.record import (
     utc_now,
     utc_precise,
 )
+from medallion_nb.validation import duration_seconds
 
 EXIT_OK, EXIT_FAILED, EXIT_DATA = 0, 1, 3
 
@@ -115,9 +108,9 @@ def run_pipeline(
     plan = build_plan(project, layers, select)
     run_id = check_run_id(run_id) if run_id is not None else new_run_id()
     params = notebook_parameters(project, run_id, parameters)
-    run_dir = project.runs / run_id
-    if attach and (run_dir / "run.json").is_file():
-        previous = load_record(run_dir / "run.json")
+    run_dir = run_folder(project, run_id)
+    if attach and record_file(run_dir).is_file():
+        previous = load_record(record_file(run_dir))
         _refuse_retrying_data_errors(previous, plan, run_dir)
     elif run_dir.exists() and resume is None:
         raise UsageError(f"run id {run_id!r} was used before: {run_dir} exists; choose another --run-id")
@@ -171,9 +164,8 @@ def _notebook_record(plan: Plan, record: RunRecord, step: NotebookStep, *, retry
 
 
 def _paths(record: RunRecord, step: NotebookStep) -> tuple[Path, Path, Path]:
-    folder = record.run_dir / step.layer_name
-    name = step.notebook.stem
-    return folder / f"{name}.ipynb", folder / f"{name}.writes.jsonl", folder / f"{name}.kernel.log"
+    files = notebook_files(record.run_dir, step.layer_name, step.notebook)
+    return files.output, files.write_log, files.kernel_log
 
 
 class _Run(NodeExecutionHook):
@@ -445,7 +437,7 @@ def _refuse_retrying_data_errors(previous: Mapping[str, Any], plan: Plan, run_di
                     "config error that running again will not fix",
                     failures=(_notebook_failure(layer.get("name", ""), nb, Path(previous.get("project_dir", "."))),),
                     retryable=False,
-                    hint=f"fix the data or the notebook, then start a new run; record: {run_dir / 'run.json'}")
+                    hint=f"fix the data or the notebook, then start a new run; record: {record_file(run_dir)}")
 
 
 def _notebook_failure(layer: str, nb: Mapping[str, Any], project_dir: Path) -> NotebookFailure:
@@ -490,7 +482,7 @@ def _mark_abandoned(project: Project, current: str) -> list[str]:
     marked = []
     if not project.runs.is_dir():
         return marked
-    for path in project.runs.glob("*/run.json"):
+    for path in project.runs.glob(f"*/{RECORD_NAME}"):
         if path.parent.name == current:
             continue
         try:
@@ -521,7 +513,7 @@ def _resume(project: Project, run_id: str, parameters: Mapping[str, Scalar] | No
             ) -> tuple[str, Mapping[str, Scalar], list[str], None, dict[str, Any]]:
     """What ``--resume RUN_ID`` runs: the earlier run's notebooks that did not succeed, same parameters."""
     run_id = check_run_id(run_id)
-    path = project.runs / run_id / "run.json"
+    path = record_file(run_folder(project, run_id))
     if not path.is_file():
         raise UsageError(f"--resume {run_id}: no run record {path}")
     if parameters or select or layers:

@@ -14,8 +14,9 @@
 File-system failures are reported cause first by :mod:`medallion_nb.oserrors`.
 """
 
+from medallion_nb.names import WRITE_MODES
 from medallion_nb.storage.changes import Changes, consumption_for, read_changes
-from medallion_nb.storage.delta import METADATA_PREFIX, WRITE_MODES, Snapshot, TableStore, WriteResult, dumps
+from medallion_nb.storage.delta import METADATA_PREFIX, Snapshot, TableStore, WriteResult, dumps
 from medallion_nb.storage.scan import readable, scan_sql
 from medallion_nb.storage.stage import Staged, stage
 from medallion_nb.storage.vacuum import vacuum_lake

@@ -41,7 +41,6 @@ from medallion_nb.objectstore import ObjectPath, delete_objects
 from medallion_nb.objectstore import missing as missing_objects
 from medallion_nb.oserrors import failure
 
-WRITE_MODES = ("replace", "append", "merge", "replace_where")
 METADATA_PREFIX = "medallion."
 _COMMIT = re.compile(r"^\d{20}\.json$")
 _CHECKPOINT = re.compile(r"^(\d{20}\.checkpoint(\.\d+\.\d+)?\.parquet|_last_checkpoint)$")

@@ -37,12 +37,12 @@ import duckdb
 
 from medallion_nb.errors import LakeError
 from medallion_nb.lock import commit_guard
+from medallion_nb.names import WRITE_MODES
 from medallion_nb.objectstore import ObjectPath, is_uri
 from medallion_nb.oserrors import failure
 from medallion_nb.sql import literal, quote_ident
 from medallion_nb.storage.delta import (
     METADATA_PREFIX,
-    WRITE_MODES,
     WriteResult,
     add_action,
 )
