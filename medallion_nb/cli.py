@@ -189,6 +189,11 @@ def _quiet_papermill() -> None:
     # papermill's log lines name no notebook and would cut into the progress lines;
     # every failure they could report reaches the run record and the error message.
     logging.getLogger("papermill").setLevel(logging.CRITICAL)
+    # nbformat validates notebooks with jsonschema, whose format checkers import
+    # rfc3987_syntax when it is installed (JupyterLab brings it): that import builds
+    # dozens of Earley parsers for the "iri" format, 1-2 s of CPU, and no notebook
+    # schema uses that format. This process only runs notebooks, so it goes without.
+    sys.modules.setdefault("rfc3987_syntax", None)
 
 
 def _wait(text: str) -> float | None:

@@ -13,6 +13,10 @@ injected by papermill, the executed copy is papermill's document (with its
 ``injected-parameters`` cell, per-cell metadata and error markers). Only the
 kernel comes from us, handed to papermill through an engine registered with
 papermill's engine registry.
+
+papermill, nbformat and jupyter_client are imported when the first kernel starts, not
+with this module: a run in which every notebook is up to date never needs them, and
+importing them (nbformat validates with jsonschema) costs seconds.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
+import json
 import os
 import signal
 import sys
@@ -31,21 +37,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import nbformat
-import papermill
-from jupyter_client.manager import AsyncKernelManager
-from papermill.clientwrap import PapermillNotebookClient
-from papermill.engines import NBClientEngine, papermill_engines
-from papermill.exceptions import PapermillExecutionError
-from papermill.log import logger as papermill_logger
-
 from medallion_nb.project import Scalar
 
 ENGINE_NAME = "medallion"
 DEFAULT_KERNEL = "python3"
 # Run silently in a kernel right after it starts: the imports every layer
-# notebook makes anyway, so they overlap with the previous layer's work.
-DEFAULT_PRELOAD = "import medallion_nb, medallion_nb.lakehouse"
+# notebook makes anyway (pandas for the tables it shows), so they overlap with
+# the previous layer's work.
+DEFAULT_PRELOAD = "import medallion_nb, medallion_nb.lakehouse, pandas"
 
 
 @dataclass(frozen=True)
@@ -104,47 +103,55 @@ class NotebookOutcome:
         return self.status == "succeeded"
 
 
-class _PreparedKernelEngine(NBClientEngine):
-    """papermill's nbclient engine, executing on a kernel the caller already started.
+@functools.cache
+def _register_engine() -> None:
+    """Register the engine below with papermill (once, when the first notebook runs)."""
+    from papermill.clientwrap import PapermillNotebookClient
+    from papermill.engines import NBClientEngine, papermill_engines
+    from papermill.log import logger as papermill_logger
 
-    The caller owns the kernel (passed as ``km``); this engine only opens and
-    closes the client channels, so the kernel's start and shutdown stay outside.
-    """
+    class _PreparedKernelEngine(NBClientEngine):
+        """papermill's nbclient engine, executing on a kernel the caller already started.
 
-    @classmethod
-    def execute_managed_notebook(cls, nb_man, kernel_name, *, km=None, log_output=False, stdout_file=None,
-                                 stderr_file=None, start_timeout=60, execution_timeout=None, on_cell=None,
-                                 source_notebook=None, **kwargs):
-        hooks = {}
-        if on_cell is not None:
-            labels = _cell_labels(nb_man.nb, source_notebook)
+        The caller owns the kernel (passed as ``km``); this engine only opens and
+        closes the client channels, so the kernel's start and shutdown stay outside.
+        """
 
-            def cell_started(cell: Any, cell_index: int) -> None:
-                if cell_index in labels:  # not the cell papermill injected
-                    on_cell(*labels[cell_index])
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, *, km=None, log_output=False, stdout_file=None,
+                                     stderr_file=None, start_timeout=60, execution_timeout=None, on_cell=None,
+                                     source_notebook=None, **kwargs):
+            hooks = {}
+            if on_cell is not None:
+                labels = _cell_labels(nb_man.nb, source_notebook)
 
-            hooks["on_cell_execute"] = cell_started
-        client = PapermillNotebookClient(
-            nb_man, km=km, kernel_name=kernel_name, log=papermill_logger, log_output=log_output,
-            stdout_file=stdout_file, stderr_file=stderr_file, startup_timeout=start_timeout,
-            timeout=execution_timeout, **hooks,
-        )
-        try:
-            return client.execute()
-        finally:
-            if client.kc is not None:
-                client.kc.stop_channels()
+                def cell_started(cell: Any, cell_index: int) -> None:
+                    if cell_index in labels:  # not the cell papermill injected
+                        on_cell(*labels[cell_index])
+
+                hooks["on_cell_execute"] = cell_started
+            client = PapermillNotebookClient(
+                nb_man, km=km, kernel_name=kernel_name, log=papermill_logger, log_output=log_output,
+                stdout_file=stdout_file, stderr_file=stderr_file, startup_timeout=start_timeout,
+                timeout=execution_timeout, **hooks,
+            )
+            try:
+                return client.execute()
+            finally:
+                if client.kc is not None:
+                    client.kc.stop_channels()
 
 
-papermill_engines.register(ENGINE_NAME, _PreparedKernelEngine)
+    papermill_engines.register(ENGINE_NAME, _PreparedKernelEngine)
 
 
 class _Kernel:
     """A started kernel with its log file; started and stopped from worker threads."""
 
     def __init__(self, task: NotebookTask, *, startup_timeout: float, preload: str | None) -> None:
-        nb = nbformat.read(task.notebook, as_version=4)
-        self.name = nb.metadata.get("kernelspec", {}).get("name") or DEFAULT_KERNEL
+        from jupyter_client.manager import AsyncKernelManager
+
+        self.name = _kernel_name(task.notebook)
         self.km = AsyncKernelManager(kernel_name=self.name)
         self.log: IO[bytes] | None = None
         self.log_path = task.kernel_log
@@ -219,6 +226,7 @@ class NotebookEngine:
         self._starting: dict[Path, Future[_Kernel]] = {}
         self._running: dict[Path, _Kernel] = {}
         self._stopped: set[Path] = set()
+        self._importing = False
         self._lock = threading.Lock()
         self._starter = ThreadPoolExecutor(max_workers=4, thread_name_prefix="medallion-kernel")
         self._stopper = ThreadPoolExecutor(max_workers=4, thread_name_prefix="medallion-kernel-stop")
@@ -230,8 +238,14 @@ class NotebookEngine:
         self.close()
 
     def prepare(self, tasks: Sequence[NotebookTask]) -> None:
-        """Start kernels for ``tasks`` in the background; :meth:`run` will use them."""
+        """Start kernels for ``tasks`` in the background; :meth:`run` will use them.
+
+        The first call also imports papermill in the background, while the kernel starts.
+        """
         with self._lock:
+            if tasks and not self._importing:
+                self._importing = True
+                self._starter.submit(_register_engine)
             for task in tasks:
                 if task.output not in self._starting:
                     self._starting[task.output] = self._starter.submit(self._new_kernel, task)
@@ -312,6 +326,10 @@ class NotebookEngine:
             kernel.shutdown(now=True)
 
     def _execute(self, task: NotebookTask) -> NotebookOutcome:
+        import papermill
+        from papermill.exceptions import PapermillExecutionError
+
+        _register_engine()
         started = time.monotonic()
         task.output.parent.mkdir(parents=True, exist_ok=True)
         kernel: _Kernel | None = None
@@ -346,6 +364,16 @@ class NotebookEngine:
         return NotebookOutcome(task, status, time.monotonic() - started, error)
 
 
+def _kernel_name(notebook: Path) -> str:
+    """The kernel a notebook asks for (its ``kernelspec``), read without nbformat.
+
+    Raises:
+        OSError, ValueError: the notebook cannot be read or is not JSON.
+    """
+    metadata = json.loads(notebook.read_text(encoding="utf-8")).get("metadata") or {}
+    return (metadata.get("kernelspec") or {}).get("name") or DEFAULT_KERNEL
+
+
 def _ignore(msg: dict[str, Any]) -> None:
     """Output hook that drops a silent request's messages."""
 
@@ -373,6 +401,8 @@ def _cell_labels(executed: Any, source: Path | None) -> dict[int, tuple[int, int
     The label is the cell's section (the last markdown heading above it) and its
     first line of code, e.g. ``Orders: latest = lake.latest("bronze.orders", ...``.
     """
+    import nbformat
+
     try:
         source_cells = nbformat.read(source, as_version=4).cells if source is not None else None
     except (OSError, ValueError):
@@ -408,6 +438,8 @@ def _index_map(source_cells: Any) -> Callable[[int], int | None]:
 
 def _interrupted_cell(task: NotebookTask, ename: str, evalue: str) -> CellError:
     """An error outside papermill's cell errors, placed at the last cell that started, if any."""
+    import nbformat
+
     try:
         cells = nbformat.read(task.output, as_version=4).cells
     except (OSError, ValueError):
@@ -422,6 +454,8 @@ def _interrupted_cell(task: NotebookTask, ename: str, evalue: str) -> CellError:
 
 def _source_cell_index(notebook: Path, executed_index: int) -> int | None:
     """Map papermill's cell index (which counts its injected-parameters cell) to the source notebook's."""
+    import nbformat
+
     try:
         cells = nbformat.read(notebook, as_version=4).cells
     except (OSError, ValueError):

@@ -13,9 +13,36 @@ Every node takes the ``run`` input, the object doing the work (``runner.run._Run
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from hamilton.function_modifiers import ResolveAt, parameterize, resolve, tag
+from hamilton import registry
+
+
+def _import_without_extensions() -> Any:
+    """Import Hamilton's decorators without loading its dataframe extensions.
+
+    The first import of ``hamilton.function_modifiers`` loads an extension for every
+    installed library it knows (pandas, Polars, NumPy, ...), a third of a second that a
+    DAG of notebooks never uses. ``disable_autoload`` is Hamilton's switch for that: an
+    environment variable, set here for the import only, so kernels and code that import
+    Hamilton later in a fresh process are not affected.
+    """
+    if registry.HAMILTON_AUTOLOAD_ENV in os.environ:
+        import hamilton.function_modifiers as modifiers
+
+        return modifiers
+    registry.disable_autoload()
+    try:
+        import hamilton.function_modifiers as modifiers
+    finally:
+        os.environ.pop(registry.HAMILTON_AUTOLOAD_ENV, None)
+    return modifiers
+
+
+_modifiers = _import_without_extensions()
+ResolveAt, parameterize, resolve, tag = (_modifiers.ResolveAt, _modifiers.parameterize, _modifiers.resolve,
+                                         _modifiers.tag)
 
 RUN_INPUT = "run"
 SOURCES, NOTEBOOKS, TABLES = "plan_sources", "plan_notebooks", "plan_tables"

@@ -13,6 +13,7 @@ The run folder is laid out as :mod:`medallion_nb.runfolder` says.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -195,6 +196,7 @@ class _Run(NodeExecutionHook):
         self.observer.run_started(record)
         try:
             with self.engine, _terminate_as_interrupt():
+                self._prepare_first()
                 self._supervise()
             failed = [layer for layer in record.layers if layer.status == "failed"]
             unfinished = failed or [layer for layer in record.layers if layer.status == "skipped"]
@@ -264,6 +266,19 @@ class _Run(NodeExecutionHook):
             raise
         if failure:
             raise failure[0]
+
+    def _prepare_first(self) -> None:
+        """Start the kernels of the notebooks that wait for no other notebook, unless they are up to date.
+
+        They start while Hamilton builds and begins executing the DAG, so the first
+        notebook does not wait for both one after the other.
+        """
+        waiting = {dep.node for step in self.plan.steps for dep in self.plan.dependents(step.node)}
+        first = [step for step in self.plan.steps if step.node not in waiting]
+        if not self.force:
+            first = [step for step in first
+                     if not self.fresh.up_to_date(step, self.fresh.fingerprint(step, self.params))]
+        self.engine.prepare([self._task(step) for step in first])
 
     def _exit_code(self) -> int:
         if self.record.status in ("succeeded", "waiting"):
@@ -399,15 +414,17 @@ class _Run(NodeExecutionHook):
 
 
 def _note_up_to_date(output: Path, notebook: str, last_run: str | None) -> None:
-    """In place of the executed copy of a notebook that was not run: a one-cell note saying why."""
-    import nbformat
+    """In place of the executed copy of a notebook that was not run: a one-cell note saying why.
 
-    note = nbformat.v4.new_notebook()
-    note.cells = [nbformat.v4.new_markdown_cell(
-        f"**{notebook} was not run: it is up to date.** Its inputs, its code and its parameters did not change "
-        f"since its last successful run ({last_run}); that run's executed notebook is in its run folder.")]
+    Written as plain JSON (nbformat 4.5): a run in which every notebook is up to date
+    never imports nbformat, whose schema validation costs seconds to import.
+    """
+    text = (f"**{notebook} was not run: it is up to date.** Its inputs, its code and its parameters did not "
+            f"change since its last successful run ({last_run}); that run's executed notebook is in its run folder.")
+    note = {"cells": [{"cell_type": "markdown", "id": "up-to-date", "metadata": {}, "source": text}],
+            "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
     output.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(note, str(output))
+    output.write_text(json.dumps(note, indent=1) + "\n", encoding="utf-8")
 
 
 def nb_reads(nb: NotebookRecord) -> list[str]:

@@ -366,7 +366,9 @@ def has_commit(log: Path | ObjectPath) -> bool:
 def snapshot_of(table: DeltaTable, root: Path | ObjectPath) -> Snapshot:
     """The :class:`Snapshot` of a delta-rs table loaded from the folder ``root``."""
     actions = table.get_add_actions(flatten=False)
-    actions = actions if isinstance(actions, pa.Table) else pa.table(actions)
+    # pa.table() of a foreign Arrow object first asks whether it is a pandas DataFrame,
+    # which imports pandas (half a second); reading the Arrow stream does not.
+    actions = actions if isinstance(actions, pa.Table) else pa.RecordBatchReader.from_stream(actions).read_all()
     paths = [urllib.parse.unquote(p) for p in actions.column("path").to_pylist()]
     sizes = actions.column("size_bytes").to_pylist()
     counts = actions.column("num_records").to_pylist() if "num_records" in actions.column_names else [0] * len(paths)
