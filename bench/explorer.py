@@ -1,9 +1,11 @@
-"""Explorer latency: preview, filter and profile of a big table with the explorer's own query builders.
+"""Explorer latency: preview, filter and profile of a big table, through the explorer app itself.
 
-Run in a fresh process against a built lake; prints ``BENCH_RESULT {op: seconds}``.
-Each operation is what the explorer runs when a person clicks: one page of rows,
-a sorted page, a filter (row count plus its first page) and the column profile
-(approximate distinct counts, as the explorer does above its exact-count limit).
+Run in a fresh process against a built lake; prints ``BENCH_RESULT {"ops": {op: seconds}, ...}``.
+Each operation is what a person waits for after a click in ``GoldExplorer`` (the app is
+driven by setting its controls, as the tests do): opening the table (its first page),
+another page, the last page, a sort, a filter (row count plus its first page), and the
+Profile tab on every row of the table and on the filtered rows (with the top values of
+one column, which the tab shows too).
 
 Usage: python bench/explorer.py PROJECT_DIR [TABLE]
 """
@@ -17,37 +19,39 @@ from collections.abc import Callable
 from typing import Any
 
 import medallion_nb as mnb
-from medallion_nb.widgets import queries as q
 
 
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+def timed(fn: Callable[[], Any]) -> float:
     start = time.perf_counter()
-    value = fn()
-    return time.perf_counter() - start, value
+    fn()
+    return time.perf_counter() - start
 
 
 def main(argv: list[str]) -> int:
     project = argv[0]
     table = argv[1] if len(argv) > 1 else "silver.order_lines"
+    from medallion_nb.widgets import GoldExplorer
+
     out: dict[str, float] = {}
-    out["open"], lake = timed(lambda: mnb.connect(project))
-    rel = lake.table(table)
-    rows = lake.count(table)
-    out["preview"], _ = timed(lambda: q.page_relation(rel, limit=20).fetchall())
-    out["preview_last_page"], _ = timed(lambda: q.page_relation(rel, limit=20, offset=rows - 20).fetchall())
-    out["preview_sorted"], _ = timed(lambda: q.page_relation(rel, order_by="revenue", descending=True,
-                                                              limit=20).fetchall())
-
-    def filtered() -> int:
-        sub = q.filter_relation(rel, [q.Condition("category", "=", "books"), q.Condition("revenue", ">", "100")])
-        count = q.count_rows(sub)
-        q.page_relation(sub, limit=20).fetchall()
-        return count
-
-    out["filter"], matched = timed(filtered)
-    out["profile"], _ = timed(lambda: q.profile_columns(rel, exact_distinct=False))
-    out["profile_exact"], _ = timed(lambda: q.profile_columns(rel, exact_distinct=True))
-    print("BENCH_RESULT " + json.dumps({"ops": out, "rows": rows, "matched": matched}), flush=True)
+    holder: dict[str, Any] = {}
+    out["open"] = timed(lambda: holder.setdefault("app", GoldExplorer(mnb.connect(project), table)))
+    app = holder["app"]
+    rows = app.total_rows
+    out["preview"] = timed(lambda: setattr(app.grid, "page", 1))
+    out["preview_last_page"] = timed(lambda: setattr(app.grid, "page", -(-rows // app.grid.page_size) - 1))
+    out["preview_sorted"] = timed(lambda: setattr(app.grid, "sort_column", "revenue"))
+    with app._setting():  # pick column and operator without applying, as a person does before typing the value
+        app.filter_column.value, app.filter_op.value = "category", "="
+    out["filter"] = timed(lambda: setattr(app.filter_value, "value", "books"))
+    matched = app.filtered_rows
+    out["profile_filtered"] = timed(lambda: app.show("Profile"))
+    app.show("Preview")
+    app.clear_button.click()
+    out["profile"] = timed(lambda: app.show("Profile"))
+    if app.error:
+        raise SystemExit(f"the explorer reported: {app.error}")
+    print("BENCH_RESULT " + json.dumps({"ops": out, "rows": rows, "columns": len(app.types), "matched": matched}),
+          flush=True)
     return 0
 
 

@@ -179,6 +179,27 @@ def test_profile_follows_the_filter_in_duckdb_types_and_percentages(app):
            '<td class="num">10.0%</td>' in app.profile_html.value
 
 
+def test_a_large_table_is_profiled_without_distinct_counts_and_top_values_give_one(app, monkeypatch):
+    from medallion_nb.widgets import explorer
+
+    monkeypatch.setattr(explorer, "EXACT_DISTINCT_ROWS", 100)  # gold.sales has 200 rows
+    app.show("Profile")
+    profile = {p.column: p for p in app.profile}
+    assert profile["customer"].distinct is None
+    assert (profile["customer"].minimum, profile["customer"].maximum) == ("C000", "C024")
+    assert profile["note"].nulls == 20
+    assert "<th>distinct</th>" not in app.profile_html.value
+    assert "distinct values: under" in app.profile_html.value
+    app.top_column.value = "customer"
+    assert app.top_distinct == 25
+    assert "\u2248 25 distinct values of customer (estimated)" in app.top_html.value
+    app.filter_column.value = "country"
+    app.filter_value.value = "FR"  # 50 rows: exact counts in the profile again
+    app.show("Profile")
+    assert {p.column: p for p in app.profile}["customer"].distinct == 25
+    assert "<th>distinct</th>" in app.profile_html.value
+
+
 def test_chart_updates_with_controls_and_filter(app, lake):
     import bqplot
 

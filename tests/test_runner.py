@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 import nbformat
@@ -409,6 +411,19 @@ def test_select_runs_exactly_the_slice_and_nothing_new_is_up_to_date(tmp_path):
     assert [layer.status for layer in again.layers] == ["up to date"] * 3
     with medallion_nb.connect(project.root) as lake:
         assert {t: lake.info(t)["version"] for t in lake.tables()} == after
+    # Such a run starts no kernel: the command never even imports papermill, nbformat or jupyter_client,
+    # and the note it leaves in place of each executed copy is a valid notebook.
+    code = ("import sys; from medallion_nb.cli import main; "
+            "code = main(['run', '--project', sys.argv[1], '--run-id', 'noop-cli']); "
+            "print(sorted(m for m in ('papermill', 'nbformat', 'jupyter_client') if m in sys.modules)); "
+            "sys.exit(code)")
+    done = subprocess.run([sys.executable, "-c", code, str(project.root)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    note = nbformat.read(project.runs / "noop-cli" / "bronze" / "bronze.ipynb", as_version=4)
+    nbformat.validate(note)
+    assert "up to date" in note.cells[0].source
 
     # Editing a notebook's code re-runs it and what reads its tables.
     left = project.root / "notebooks" / "left.ipynb"

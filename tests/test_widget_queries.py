@@ -250,6 +250,39 @@ def test_profile_counts_nulls_distinct_min_max_mean(sales):
     assert approx["country"].distinct == 4
 
 
+def test_profile_from_file_statistics_equals_the_profile_of_a_scan(lake):
+    # Three files: two appends of different rows, text whose min and max sit in different files.
+    lake.write("silver.parts", "SELECT 'm' || i AS name, i AS n, NULL::VARCHAR AS note FROM range(5) t(i)")
+    lake.write("silver.parts", "SELECT 'a' || i AS name, i * 10 AS n, 'x' AS note FROM range(3) t(i)", mode="append")
+    lake.write("silver.parts", "SELECT 'z' AS name, NULL::BIGINT AS n, 'b' AS note", mode="append")
+    files = lake._snapshots[("silver", "parts")].files
+    rel = lake.table("silver.parts")
+    assert len(files) >= 3
+    scanned = q.profile_columns(rel)
+    from_stats = q.profile_columns(rel, files=files, con=lake.con)
+    assert from_stats == scanned
+    profile = {p.column: p for p in from_stats}
+    assert (profile["name"].minimum, profile["name"].maximum) == ("a0", "z")
+    assert (profile["note"].minimum, profile["note"].maximum, profile["note"].nulls) == ("b", "x", 5)
+    assert (profile["n"].count, profile["n"].minimum, profile["n"].maximum) == (8, 0, 20)
+    assert q.profile_columns(rel, distinct=False, files=files, con=lake.con)[0].distinct is None
+
+
+def test_profile_falls_back_to_a_scan_when_a_file_lacks_a_column(lake):
+    lake.write("silver.grown", "SELECT i AS n FROM range(3) t(i)")
+    lake.write("silver.grown", "SELECT 7 AS n, 'new' AS label", mode="append")  # adds a column
+    snap = lake._snapshots[("silver", "grown")]
+    profile = {p.column: p for p in q.profile_columns(lake.table("silver.grown"), files=snap.files, con=lake.con)}
+    assert (profile["label"].count, profile["label"].nulls, profile["n"].maximum) == (1, 3, 7)
+
+
+def test_distinct_count_of_one_column(sales):
+    assert q.distinct_count(sales, "customer") == 25
+    assert q.distinct_count(sales, "country", exact=False) == 4
+    with pytest.raises(q.FilterError, match="distinct values: 'nope' is not a column"):
+        q.distinct_count(sales, "nope")
+
+
 def test_top_values(sales):
     filtered = q.filter_relation(sales, [q.Condition("units", "=", "1")])
     top = q.top_values_relation(filtered, "country", n=3).fetchall()

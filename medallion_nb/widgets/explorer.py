@@ -28,7 +28,10 @@ from medallion_nb.widgets.sandbox import DEFAULT_TIMEOUT, ReadOnlyLake
 from medallion_nb.widgets.versions import VersionsPane
 
 TABS = ("Preview", "Schema", "Profile", "Chart", "History", "Download")
-EXACT_DISTINCT_ROWS = 2_000_000  # above this many rows the profile counts distinct values approximately
+# Up to this many rows the profile counts every column's distinct values exactly; above it,
+# hashing every value of every column would be most of the wait, so the profile leaves
+# them out and "Top values of" shows the (approximate) count for the column picked there.
+EXACT_DISTINCT_ROWS = 2_000_000
 CSV_BATCH_ROWS = 100_000
 
 
@@ -99,6 +102,7 @@ class GoldExplorer:
         self.page_rows: list[tuple[Any, ...]] = []
         self.profile: list[q.ColumnProfile] = []
         self.top_values: list[tuple[Any, ...]] = []
+        self.top_distinct: int | None = None  # estimated, when the profile leaves distinct counts out
         self.chart: q.ChartData | None = None
         self._stale: set[int] = set()
         self._build(layer, page_size, pick_layer)
@@ -395,14 +399,18 @@ class GoldExplorer:
 
     def _render_profile(self) -> None:
         exact = self.filtered_rows <= EXACT_DISTINCT_ROWS
-        self.profile = self._run(lambda: q.profile_columns(self.relation, exact_distinct=exact), "the profile")
+        # Without a filter the relation is the table's files: their statistics answer counts, min and max.
+        files = self.sandbox.files(self.name) if not (self.conditions or self.where) else ()
+        self.profile = self._run(lambda: q.profile_columns(self.relation, distinct=exact, files=files,
+                                                           con=self.sandbox.con), "the profile")
         total = self.filtered_rows
         rows = [(p.column, self.type_names.get(p.column, p.type), p.count, p.nulls, r.Cell(r.percent(p.nulls, total)),
-                 p.distinct, p.minimum, p.maximum,
+                 *([p.distinct] if exact else []), p.minimum, p.maximum,
                  p.mean if q.is_numeric(p.type) else r.Cell("", numeric=False)) for p in self.profile]
-        head = ["column", "type", "values", "nulls", "null %", "distinct" if exact else "≈ distinct",
-                "min", "max", "mean"]
-        self.profile_html.value = r.html_table(head, rows, caption=f"profile of {total:,} rows")
+        head = ["column", "type", "values", "nulls", "null %", *(["distinct"] if exact else []), "min", "max", "mean"]
+        caption = f"profile of {total:,} rows" + ("" if exact else
+                                                  " (distinct values: under \u201cTop values of\u201d, per column)")
+        self.profile_html.value = r.html_table(head, rows, caption=caption)
         self._render_top()
 
     def _render_top(self) -> None:
@@ -411,7 +419,12 @@ class GoldExplorer:
         column = self.top_column.value
         self.top_values = self._run(lambda: q.top_values_relation(self.relation, column).fetchall(), "top values")
         rows = [(value, n, r.Cell(r.percent(n, self.filtered_rows))) for value, n in self.top_values]
-        self.top_html.value = r.html_table([column, "rows", "% of rows"], rows)
+        caption = ""
+        if self.filtered_rows > EXACT_DISTINCT_ROWS:  # the profile left distinct counts out
+            self.top_distinct = self._run(lambda: q.distinct_count(self.relation, column, exact=False),
+                                          "distinct values")
+            caption = f"\u2248 {self.top_distinct:,} distinct values of {column} (estimated)"
+        self.top_html.value = r.html_table([column, "rows", "% of rows"], rows, caption=caption)
 
     def _render_chart(self) -> None:
         if self.relation is None:

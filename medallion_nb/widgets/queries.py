@@ -20,7 +20,7 @@ import duckdb
 from duckdb import ColumnExpression, ConstantExpression, FunctionExpression
 
 from medallion_nb.errors import LakeError
-from medallion_nb.sql import quote_ident
+from medallion_nb.sql import literal, quote_ident
 
 OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "contains", "starts with", "in", "is null", "is not null")
 NO_VALUE_OPERATORS = ("is null", "is not null")
@@ -245,30 +245,34 @@ def count_rows(rel: duckdb.DuckDBPyRelation) -> int:
 
 
 # -- profile ----------------------------------------------------------------
-def profile_columns(rel: duckdb.DuckDBPyRelation, *, exact_distinct: bool = True) -> list[ColumnProfile]:
+def profile_columns(rel: duckdb.DuckDBPyRelation, *, exact_distinct: bool = True, distinct: bool = True,
+                    files: Sequence[str] = (), con: duckdb.DuckDBPyConnection | None = None) -> list[ColumnProfile]:
     """Count, nulls, distinct values, min, max and mean of every column.
 
-    Three aggregate queries, because their costs differ by orders of magnitude:
+    Separate aggregate queries, because their costs differ by orders of magnitude:
     counts, min and max (DuckDB answers them from Parquet statistics when the
-    relation is a plain table scan), means (one pass over the numeric columns only)
-    and distinct values (every value hashed). ``exact_distinct=False`` counts
+    relation is a plain scan of one file), means (one pass over the numeric columns
+    only) and distinct values (every value hashed). ``exact_distinct=False`` counts
     distinct values with ``approx_count_distinct`` (HyperLogLog), much cheaper on
-    large tables.
+    large tables; ``distinct=False`` leaves them out (``None``): on millions of rows
+    hashing every column is most of the profile's time, see :func:`distinct_count`
+    for one column.
+
+    ``files`` (read on ``con``) says that ``rel`` is exactly the rows of these Parquet
+    files, a table without a filter: counts, nulls, min and max are then asked of each
+    file on its own, which DuckDB answers from the file's statistics (over several
+    files at once it scans text columns), and combined.
     """
     types = column_types(rel)
-    distinct = "count(DISTINCT {c})" if exact_distinct else "approx_count_distinct({c})"
     ordered = [name for name, type_id in types.items() if type_id in _ORDERED]
     numeric = [name for name, type_id in types.items() if is_numeric(type_id)]
-    stats = ["count(*)"] + [f"count({quote_ident(n)})" for n in types]
-    stats += [f"{fn}({quote_ident(n)})" for n in ordered for fn in ("min", "max")]
-    row = rel.aggregate(", ".join(stats)).fetchall()[0]
-    total, counts = int(row[0]), dict(zip(types, row[1:1 + len(types)], strict=True))
-    bounds = iter(row[1 + len(types):])
-    extremes = {n: (next(bounds), next(bounds)) for n in ordered}
+    found = _file_statistics(con, files, types, ordered) if files and con is not None else None
+    total, counts, extremes = found or _statistics(rel, types, ordered)
     means = dict(zip(numeric, rel.aggregate(", ".join(f"avg({quote_ident(n)})::DOUBLE" for n in numeric))
                      .fetchall()[0], strict=True)) if numeric else {}
-    distincts = dict(zip(ordered, rel.aggregate(", ".join(distinct.format(c=quote_ident(n)) for n in ordered))
-                         .fetchall()[0], strict=True)) if ordered else {}
+    how = "count(DISTINCT {c})" if exact_distinct else "approx_count_distinct({c})"
+    distincts = dict(zip(ordered, rel.aggregate(", ".join(how.format(c=quote_ident(n)) for n in ordered))
+                         .fetchall()[0], strict=True)) if ordered and distinct else {}
     return [
         ColumnProfile(
             column=name, type=type_id, count=int(counts[name]), nulls=total - int(counts[name]),
@@ -278,6 +282,56 @@ def profile_columns(rel: duckdb.DuckDBPyRelation, *, exact_distinct: bool = True
         )
         for name, type_id in types.items()
     ]
+
+
+Stats = tuple[int, dict[str, int], dict[str, tuple[Any, Any]]]
+
+
+def _stats_sql(types: Mapping[str, str], ordered: Sequence[str]) -> str:
+    stats = ["count(*)"] + [f"count({quote_ident(n)})" for n in types]
+    return ", ".join(stats + [f"{fn}({quote_ident(n)})" for n in ordered for fn in ("min", "max")])
+
+
+def _unpack(row: Sequence[Any], types: Mapping[str, str], ordered: Sequence[str]) -> Stats:
+    total, counts = int(row[0]), dict(zip(types, (int(c) for c in row[1:1 + len(types)]), strict=True))
+    bounds = iter(row[1 + len(types):])
+    return total, counts, {n: (next(bounds), next(bounds)) for n in ordered}
+
+
+def _statistics(rel: duckdb.DuckDBPyRelation, types: Mapping[str, str], ordered: Sequence[str]) -> Stats:
+    return _unpack(rel.aggregate(_stats_sql(types, ordered)).fetchall()[0], types, ordered)
+
+
+def _file_statistics(con: duckdb.DuckDBPyConnection, files: Sequence[str], types: Mapping[str, str],
+                     ordered: Sequence[str]) -> Stats | None:
+    """Counts, min and max file by file, combined; None when a file lacks a column (scan them together then)."""
+    sql = _stats_sql(types, ordered)
+    total, counts, extremes = 0, dict.fromkeys(types, 0), {n: (None, None) for n in ordered}
+    for path in files:
+        try:
+            row = con.sql(f"SELECT {sql} FROM read_parquet({literal(path)})").fetchall()[0]
+        except duckdb.BinderException:
+            return None
+        rows, file_counts, file_extremes = _unpack(row, types, ordered)
+        total += rows
+        for name, n in file_counts.items():
+            counts[name] += n
+        for name, (low, high) in file_extremes.items():
+            was_low, was_high = extremes[name]
+            extremes[name] = (low if was_low is None or (low is not None and low < was_low) else was_low,
+                              high if was_high is None or (high is not None and high > was_high) else was_high)
+    return total, counts, extremes
+
+
+def distinct_count(rel: duckdb.DuckDBPyRelation, column: str, *, exact: bool = True) -> int:
+    """The number of distinct non-null values of one column (``exact=False``: HyperLogLog's estimate).
+
+    Raises:
+        FilterError: ``column`` is not a column.
+    """
+    _column(column_types(rel), column, "distinct values")
+    how = "count(DISTINCT {c})" if exact else "approx_count_distinct({c})"
+    return int(rel.aggregate(how.format(c=quote_ident(column))).fetchall()[0][0])
 
 
 def top_values_relation(rel: duckdb.DuckDBPyRelation, column: str, n: int = 10) -> duckdb.DuckDBPyRelation:

@@ -79,6 +79,7 @@ class ReadOnlyLake:
         manifest = getattr(self.lake, "manifest", None)
         self.versions = dict(manifest.tables) if manifest is not None else {}
         self._tables = []
+        self._files: dict[str, tuple[str, ...]] = {}
         for name in self.lake.tables():
             layer, table = name.split(".", 1)
             if not IDENT.match(table):
@@ -106,6 +107,10 @@ class ReadOnlyLake:
             return self.con.table(f"{quote_ident(layer)}.{quote_ident(table)}")
         return self.con.sql(self._scan_sql(layer, table, version))
 
+    def files(self, name: str) -> tuple[str, ...]:
+        """The data files of the table version this connection shows (its view reads exactly these)."""
+        return self._files.get(name, ())
+
     def version(self, name: str) -> int | None:
         """The pinned version of a table, or None when the latest version is shown."""
         return self.versions.get(name)
@@ -113,6 +118,8 @@ class ReadOnlyLake:
     def _scan_sql(self, layer: str, table: str, version: int | None) -> str:
         snap = self.lake.store.snapshot(layer, table, version)
         columns = ", ".join(quote_name(c) for c in snap.schema.names)
+        if version == self.versions.get(f"{layer}.{table}") and not snap.partition_by:
+            self._files[f"{layer}.{table}"] = tuple(f.removeprefix("file://") for f in snap.files)
         if snap.files:
             files = ", ".join(literal(f.removeprefix("file://")) for f in snap.files)
             return f"SELECT {columns} FROM read_parquet([{files}], union_by_name = true)"
