@@ -30,10 +30,10 @@ from medallion_nb.errors import MedallionError, ProjectError
 from medallion_nb.names import TABLE_NAME
 from medallion_nb.project import Layer, Project
 
-# Library calls whose first argument is a table the notebook reads.
-READ_CALLS = frozenset({"table", "changes", "latest", "check"})
+# Library calls whose first argument is a table the notebook reads (``keys.filter("silver.x")`` too).
+READ_CALLS = frozenset({"table", "changes", "latest", "check", "filter"})
 # Library calls whose first argument (or good=/bad=) is a table the notebook writes.
-WRITE_CALLS = frozenset({"write"})
+WRITE_CALLS = frozenset({"write", "sync"})
 SPLIT_WRITE_CALLS = frozenset({"write_split"})
 INGEST_CALLS = frozenset({"ingest"})
 # Calls that take SQL text: an f-string or a variable name here is SQL we cannot read before the run.

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 
 from medallion_nb.errors import LakeError, QualityError
 from medallion_nb.lock import commit_guard
-from medallion_nb.names import LOAD_MODES
+from medallion_nb.names import LOAD_MODES, WRITE_MODES
 from medallion_nb.quality import REASON_COLUMN, QualityReport, split
 from medallion_nb.reporting import report_expectations
 from medallion_nb.sql import quote_name, storable_columns
@@ -66,7 +66,8 @@ class SplitResult:
 
 def write_split(lake: Lakehouse, rel: duckdb.DuckDBPyRelation, rules: Mapping[str, str], *, good: str, bad: str,
                 good_columns: str = "*", bad_columns: str = "*", mode: str = "replace",
-                key: str | Sequence[str] | None = None, expect: Mapping[str, Any] | None = None) -> SplitResult:
+                key: str | Sequence[str] | None = None, expect: Mapping[str, Any] | None = None,
+                where: str | None = None, partition_by: str | Sequence[str] | None = None) -> SplitResult:
     """Write the rows of ``rel`` that break no rule to ``good``, the others to ``bad``.
 
     Each rule is SQL that is true for a row that must be quarantined (as in
@@ -77,6 +78,10 @@ def write_split(lake: Lakehouse, rel: duckdb.DuckDBPyRelation, rules: Mapping[st
     With ``mode="merge"`` both tables are merged by ``key``, and a key that lands on
     one side is deleted from the other: a row re-delivered with a fix leaves the
     quarantine, a row that went bad leaves the good table, and neither keeps a stale copy.
+    With ``mode="replace_where"`` both tables replace the rows matching ``where`` (the keys
+    a run recomputed): a row now on one side is gone from the other, and a row that no
+    longer exists is gone from both. ``partition_by`` partitions ``good`` (when it is
+    created or replaced).
 
     ``expect`` (``fail`` / ``warn`` checks, plus those declared for ``good`` in
     medallion.yaml) is evaluated on the staged ``good`` rows before anything is
@@ -89,15 +94,19 @@ def write_split(lake: Lakehouse, rel: duckdb.DuckDBPyRelation, rules: Mapping[st
     """
     from medallion_nb.expectations import audit_staged, expectations_for
 
-    if mode not in LOAD_MODES:
-        raise LakeError(f"write_split to {good} and {bad}: mode {mode!r} is not one of {', '.join(LOAD_MODES)}")
+    if mode not in WRITE_MODES:
+        raise LakeError(f"write_split to {good} and {bad}: mode {mode!r} is not one of {', '.join(WRITE_MODES)}")
     keys = (key,) if isinstance(key, str) else tuple(key or ())
     groups = expectations_for(lake, good, expect)
     if groups and "quarantine" in groups:
         raise QualityError(f"write_split to {good}: quarantine rows with the split's rules; "
                            "its expectations take fail and warn")
+    if mode == "replace_where" and not where:
+        raise LakeError(f"write_split to {good} and {bad}: mode replace_where needs where=... (the rows to replace)")
+    options = {"partition_by": (partition_by,) if isinstance(partition_by, str) else tuple(partition_by)} \
+        if partition_by is not None else None
     with staged_split(lake, rel, rules, good=good, bad=bad, good_columns=good_columns, bad_columns=bad_columns,
-                      mode=mode, keys=keys) as (good_staged, bad_staged, counts):
+                      mode=mode, keys=keys, where=where, good_options=options) as (good_staged, bad_staged, counts):
         report = audit_staged(lake, good, groups, good_staged.relation, rows=good_staged.rows, key=keys) \
             if groups else None
         with commit_guard(lake):
@@ -112,11 +121,13 @@ def write_split(lake: Lakehouse, rel: duckdb.DuckDBPyRelation, rules: Mapping[st
 @contextlib.contextmanager
 def staged_split(lake: Lakehouse, rel: duckdb.DuckDBPyRelation, rules: Mapping[str, str], *, good: str, bad: str,
                  good_columns: str = "*", bad_columns: str = "*", mode: str = "replace", keys: Sequence[str] = (),
+                 where: str | None = None,
                  good_options: Mapping[str, Any] | None = None) -> Iterator[tuple[Staged, Staged, Counter[str]]]:
     """Stage both sides of a split in one pass over ``rel``; the block commits them (what it does not is aborted).
 
     ``mode`` is the good side's; the quarantine side replaces with ``replace``, merges
-    with ``merge`` (a key on one side then leaves the other) and appends otherwise.
+    with ``merge`` (a key on one side then leaves the other), replaces the rows matching
+    ``where`` when it is given (``replace_where``), and appends otherwise.
 
     Raises:
         LakeError: a bad table name or key, a projection DuckDB rejects, or a failing query.
@@ -126,6 +137,10 @@ def staged_split(lake: Lakehouse, rel: duckdb.DuckDBPyRelation, rules: Mapping[s
     for name in (good, bad):
         lake._split(name)
     bad_mode = mode if mode in LOAD_MODES else "append"
+    good_options, bad_options = dict(good_options or {}), {}
+    if where is not None:
+        good_options["where"] = where
+        bad_mode, bad_options = "replace_where", {"where": where}
     # Types Delta cannot store (HUGEINT, ...) are cast before they reach Arrow, as lake.write does.
     tagged = lake._storable(split(rel, rules).all, good)
     try:
@@ -163,10 +178,11 @@ def staged_split(lake: Lakehouse, rel: duckdb.DuckDBPyRelation, rules: Mapping[s
                     yield from _fetch(cur, good_sql, good_schema).to_batches()
 
         stream = writer.from_arrow(pa.RecordBatchReader.from_batches(good_schema, passing()))
-        staged.append(stage(lake, good, stream, mode=mode, keys=keys, con=writer, **(good_options or {})))
+        staged.append(stage(lake, good, stream, mode=mode, keys=keys, con=writer, **good_options))
         bad_rows = lake.con.from_arrow(pa.Table.from_batches([b for t in quarantined for b in t.to_batches()],
                                                              schema=bad_schema))
-        staged.append(stage(lake, bad, bad_rows, mode=bad_mode, keys=keys if bad_mode == "merge" else ()))
+        staged.append(stage(lake, bad, bad_rows, mode=bad_mode, keys=keys if bad_mode == "merge" else (),
+                            **bad_options))
         if mode == "merge":
             # A key on one side leaves the other.
             staged[0].also_delete(staged[1].relation.project(_keys(keys)))

@@ -1,4 +1,4 @@
-"""The write side of the lakehouse handle: write, stage, changes, write_split, vacuum.
+"""The write side of the lakehouse handle: write, stage, changes, keys, sync, write_split, vacuum.
 
 :class:`WritePath` is mixed into :class:`~medallion_nb.lakehouse.Lakehouse`; the
 mechanics live in :mod:`medallion_nb.storage` (DuckDB writes the rows as Parquet,
@@ -14,6 +14,7 @@ import duckdb
 
 from medallion_nb.engine import to_relation
 from medallion_nb.errors import LakeError, UsageError
+from medallion_nb.incremental import Keys, query_keys, scoped, sync
 from medallion_nb.reporting import report_write
 from medallion_nb.sql import storable_columns
 from medallion_nb.storage import (
@@ -43,7 +44,7 @@ class WritePath:
         return rel
 
     def write(self: Lakehouse, name: str, data: Any, *, mode: str = "replace",
-              key: str | Sequence[str] | None = None, where: str | None = None,
+              key: str | Sequence[str] | None = None, where: str | Keys | None = None,
               partition_by: str | Sequence[str] | None = None, delete: Any = None,
               metadata: Mapping[str, str] | None = None, expect: Mapping[str, Mapping[str, Any]] | None = None,
               quarantine: str | None = None) -> WriteResult:
@@ -57,7 +58,8 @@ class WritePath:
                 the rows matching ``where``, or the partitions present in the new rows).
             key: the column(s) identifying a row; required for ``merge``.
             where: SQL condition on the table's columns, for ``replace_where``; every new
-                row must match it.
+                row must match it. Or a :class:`~medallion_nb.incremental.Keys` set: the rows
+                of those keys are replaced (every key, on a full build: the table is replaced).
             partition_by: column(s) to partition the table by (dates, whole numbers,
                 text, booleans); taken when the table is created or replaced.
             delete: with ``merge``, rows (SQL, relation, DataFrame) whose key columns
@@ -79,6 +81,7 @@ class WritePath:
         """
         from medallion_nb.expectations import expectations_for, write_expected
 
+        mode, where = scoped(mode, where)
         groups = expectations_for(self, name, expect)
         if groups is not None:
             self._check_writable(f"write to {name}")
@@ -93,7 +96,7 @@ class WritePath:
         return staged.commit(metadata)
 
     def stage(self: Lakehouse, name: str, data: Any, *, mode: str = "replace",
-              key: str | Sequence[str] | None = None, where: str | None = None,
+              key: str | Sequence[str] | None = None, where: str | Keys | None = None,
               partition_by: str | Sequence[str] | None = None, delete: Any = None) -> Staged:
         """Write the rows for a :meth:`write` as Parquet without committing them (stage, audit, commit).
 
@@ -107,6 +110,7 @@ class WritePath:
         """
         self._check_writable(f"write to {name}")
         self._check_case(*self._split(name))
+        mode, where = scoped(mode, where)
         keys = (key,) if isinstance(key, str) else tuple(key or ())
         parts = (partition_by,) if isinstance(partition_by, str) else \
             (tuple(partition_by) if partition_by is not None else None)
@@ -131,15 +135,53 @@ class WritePath:
         self._read(name, "changes")  # in the run's write log, for lineage
         return found
 
+    def keys(self: Lakehouse, data: Any, **inputs: Keys | duckdb.DuckDBPyRelation) -> Keys:
+        """The keys a query finds, as a :class:`~medallion_nb.incremental.Keys` set.
+
+        ``inputs`` name key sets (or relations) the SQL reads, e.g. the orders of the
+        customers that changed::
+
+            lake.keys("SELECT order_id FROM bronze.orders WHERE customer_id IN (SELECT customer_id FROM changed)",
+                      changed=customers.keys("customer_id"))
+
+        The query runs when the keys are first used; combined (``|``) with every key
+        (a full build), it never runs.
+
+        Raises:
+            LakeError: a query DuckDB rejects, or an input that cannot be named so.
+        """
+        return query_keys(self, data, inputs)
+
+    def sync(self: Lakehouse, name: str, data: Any, *, key: str | Sequence[str], full_refresh: bool = False,
+             partition_by: str | Sequence[str] | None = None,
+             expect: Mapping[str, Mapping[str, Any]] | None = None) -> WriteResult:
+        """Make ``name`` hold exactly ``data``, rewriting only the rows that differ (by ``key``).
+
+        For small tables recomputed in full every run (dimensions, one row per customer):
+        unchanged rows are not rewritten, and a run that changes nothing commits nothing.
+        The first time, with ``full_refresh``, or when the columns changed, the table is
+        replaced. See :func:`medallion_nb.incremental.sync`.
+
+        Raises:
+            LakeError: bad name or key, a failing query, or a failed commit.
+            ExpectationError: a ``fail`` expectation failed.
+        """
+        self._check_writable(f"sync to {name}")
+        return sync(self, name, data, key=key, full_refresh=full_refresh, partition_by=partition_by, expect=expect)
+
     def write_split(self: Lakehouse, data: Any, rules: Mapping[str, str], *, good: str, bad: str,
                     good_columns: str = "*", bad_columns: str = "*", mode: str = "replace",
-                    key: str | Sequence[str] | None = None, expect: Mapping[str, Any] | None = None) -> Any:
+                    key: str | Sequence[str] | None = None, expect: Mapping[str, Any] | None = None,
+                    where: str | Keys | None = None, partition_by: str | Sequence[str] | None = None) -> Any:
         """Write the rows that break no rule to ``good`` and the others, with reasons, to ``bad``.
 
         Each rule is SQL that is true for a row to quarantine; ``bad_columns``
         can name ``_quarantine_reason``. One pass over ``data`` (unlike
         :meth:`split`). With ``mode="merge"`` both sides merge by ``key`` and a key
-        landing on one side leaves the other; see :func:`medallion_nb.quarantine.write_split`.
+        landing on one side leaves the other; with ``mode="replace_where"`` and
+        ``where=keys`` both sides replace the rows of those keys (an order that moved
+        sides leaves the other). ``partition_by`` partitions ``good`` when it is
+        created or replaced; see :func:`medallion_nb.quarantine.write_split`.
         ``expect`` (``fail`` / ``warn``) is checked on the staged ``good`` rows before
         either table is committed.
 
@@ -150,8 +192,10 @@ class WritePath:
         from medallion_nb.quarantine import write_split
 
         self._check_writable(f"write to {good}")
+        mode, where = scoped(mode, where)
         return write_split(self, self.relation(data), rules, good=good, bad=bad, good_columns=good_columns,
-                           bad_columns=bad_columns, mode=mode, key=key, expect=expect)
+                           bad_columns=bad_columns, mode=mode, key=key, expect=expect, where=where,
+                           partition_by=partition_by)
 
     def vacuum(self: Lakehouse, name: str | None = None, *, retain_hours: int = 168,
                dry_run: bool = False) -> dict[str, list[str]]:
@@ -198,6 +242,7 @@ class WritePath:
         return consumption_for(self, name, mode, rows, deleting)
 
     def _committed(self: Lakehouse, result: WriteResult) -> None:
+        self.__dict__.pop("_txn_handles", None)  # see storage.changes._recorded
         layer, table = self._split(result.table)
         self._register(layer, table, result.snapshot or self.store.snapshot(layer, table))
         self.writes.append(result)

@@ -148,8 +148,13 @@ def test_run_builds_the_lake_and_gold_matches_plain_sql(demo_project: Path):
 
     versions = {t: deltalake.DeltaTable(str(demo_project / "data/lake" / t)).version()
                 for t in ("bronze/orders", "silver/order_lines", "gold/daily_sales")}
-    only_gold = cli("run", "--project", str(demo_project), "--layer", "gold", "--force", "--run-id", "gold-only",
-                    cwd=demo_project)
+    # Forced, gold runs but finds nothing new in silver: it writes nothing. A full refresh rebuilds it.
+    forced = cli("run", "--project", str(demo_project), "--layer", "gold", "--force", "--run-id", "gold-forced",
+                 cwd=demo_project)
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    assert {t: deltalake.DeltaTable(str(demo_project / "data/lake" / t)).version() for t in versions} == versions
+    only_gold = cli("run", "--project", str(demo_project), "--layer", "gold", "-p", "full_refresh=true",
+                    "--run-id", "gold-only", cwd=demo_project)
     assert only_gold.returncode == 0, only_gold.stdout + only_gold.stderr
     record = json.loads((demo_project / "runs" / "gold-only" / "run.json").read_text())
     assert [layer["name"] for layer in record["layers"] if layer["status"] == "succeeded"] == ["gold"]

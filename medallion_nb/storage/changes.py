@@ -46,6 +46,7 @@ from medallion_nb.storage.delta import Snapshot, WriteResult
 from medallion_nb.storage.scan import duckdb_types, scan_sql
 
 if TYPE_CHECKING:
+    from medallion_nb.incremental import Keys
     from medallion_nb.lakehouse import Lakehouse
 
 APP_PREFIX = "medallion_nb"
@@ -86,6 +87,22 @@ class Changes:
     added_files: int = 0
     removed_files: int = 0
     note: str | None = None
+    lake: Lakehouse | None = field(default=None, repr=False, compare=False)
+
+    def keys(self, *columns: str) -> Keys:
+        """The keys these rows touch (new and removed rows alike), e.g. ``keys("order_id")``.
+
+        ``columns`` are column names or SQL expressions (``"order_month AS month"``). After
+        a full read (``full``) the set is every key: see :class:`medallion_nb.incremental.Keys`.
+
+        Raises:
+            LakeError: no columns, or an expression DuckDB cannot compute.
+        """
+        from medallion_nb.incremental import changed_keys
+
+        if self.lake is None:
+            raise LakeError(f"{self}: keys() needs the lakehouse handle that read the changes")
+        return changed_keys(self.lake, self, columns)
 
     def __str__(self) -> str:
         if self.full:
@@ -134,9 +151,10 @@ def read_changes(lake: Lakehouse, name: str, *, full_refresh: bool = False) -> C
                         "open a new lakehouse handle (connect) to consume newer versions")
     lake._consumed[name] = consumption
     if full:
-        return Changes(name, start, end, True, lake.table(name), _empty(lake, current), len(current.files), 0, note)
+        return Changes(name, start, end, True, lake.table(name), _empty(lake, current), len(current.files), 0, note,
+                       lake=lake)
     if start == end:
-        return Changes(name, start, end, False, _empty(lake, current), _empty(lake, current))
+        return Changes(name, start, end, False, _empty(lake, current), _empty(lake, current), lake=lake)
     try:
         old = lake.store.snapshot(layer, table, start)
     except LakeError as exc:
@@ -148,14 +166,14 @@ def read_changes(lake: Lakehouse, name: str, *, full_refresh: bool = False) -> C
     removed = [f for f in old.files if f not in new_files]
     inserted = _aligned(lake, added, current, current)
     if not removed:
-        return Changes(name, start, end, False, inserted, _empty(lake, current), len(added), 0)
+        return Changes(name, start, end, False, inserted, _empty(lake, current), len(added), 0, lake=lake)
     gone = lake.store.missing(removed)
     if gone:
         raise LakeError(f"changes({name!r}): {len(gone)} data file(s) of version {start} were vacuumed "
                         f"(e.g. {gone[0]}); the rows removed since cannot be known", hint="run with full_refresh=True")
     before = _aligned(lake, removed, old, current)
     return Changes(name, start, end, False, inserted.except_(before), before.except_(inserted),
-                   len(added), len(removed))
+                   len(added), len(removed), lake=lake)
 
 
 def consumption_for(lake: Lakehouse, name: str, mode: str, rows: int,
@@ -166,16 +184,23 @@ def consumption_for(lake: Lakehouse, name: str, mode: str, rows: int,
         LakeError: an append would add again rows of a change the table partly holds.
     """
     consumed = list(lake._consumed.values())
+    layer, table = lake._split(name)
+    # A write that changes no row (nothing added, nothing removed) is committed only
+    # to record consumption the table does not hold yet.
+    no_effect = rows == 0 and not deleting and mode in ("append", "merge", "replace_where")
     if not consumed:
+        if no_effect and lake.store.exists(layer, table):
+            from medallion_nb.storage.delta import snapshot_of
+
+            return [], snapshot_of(lake.store.open(layer, table), lake.store.path(layer, table))
         return [], None
     transactions = [Transaction(c.app_id, c.end) for c in consumed]
-    layer, table = lake._split(name)
     if not lake.store.exists(layer, table):
         return transactions, None
     handle = lake.store.open(layer, table)
     recorded = {c.table: handle.transaction_version(c.app_id) for c in consumed}
     holds_all = all(not c.full and recorded[c.table] is not None and recorded[c.table] >= c.end for c in consumed)
-    if holds_all and (mode == "append" or (mode == "merge" and rows == 0 and not deleting)):
+    if holds_all and (mode == "append" or no_effect):
         from medallion_nb.storage.delta import snapshot_of
 
         return transactions, snapshot_of(handle, lake.store.path(layer, table))
@@ -196,10 +221,15 @@ def skipped_result(name: str, mode: str, snap: Snapshot) -> WriteResult:
 
 
 def _recorded(lake: Lakehouse, app: str) -> list[int | None]:
+    # A notebook reads several changes before it writes: open each table's log once for
+    # all of them (the handle forgets them at its next commit).
+    handles = lake.__dict__.setdefault("_txn_handles", {})
     out = []
     for layer, table in lake.store.tables():
         if layer in lake.layers:
-            out.append(lake.store.transaction_version(layer, table, app))
+            if (layer, table) not in handles:
+                handles[(layer, table)] = lake.store.open(layer, table)
+            out.append(handles[(layer, table)].transaction_version(app))
     return out
 
 

@@ -187,7 +187,9 @@ class Staged:
         try:
             # The writer lock: the checks below still hold when the commit lands.
             with commit_guard(lake):
-                transactions, skip = lake._consumption_for(self.table, self.mode, self.rows, bool(plan.delete_files))
+                removal = self._removal()
+                deleting = bool(plan.delete_files) or bool(removal and removal[0])
+                transactions, skip = lake._consumption_for(self.table, self.mode, self.rows, deleting)
                 if skip is not None:
                     self.abort()
                     self.result = WriteResult(self.table, self.mode, 0, skip.version, skip.rows, skipped=True,
@@ -199,7 +201,7 @@ class Staged:
                     raise LakeError(f"write to {self.table}: {len(missing)} staged file(s) disappeared before the "
                                     f"commit (e.g. {missing[0]}); nothing was committed, run it again")
                 meta = {**(metadata or {}), **lake._commit_metadata(self.mode), METADATA_PREFIX + "rows": self.rows}
-                self.result = self._commit(layer, table, meta, transactions)
+                self.result = self._commit(layer, table, meta, transactions, removal)
         except (duckdb.Error, OSError) as exc:
             self.abort()
             raise LakeError(failure(exc, lake.store.path(layer, table), f"write to {self.table} ({self.mode}) "
@@ -236,15 +238,22 @@ class Staged:
         raise LakeError(f"write to {self.table} ({plan.mode}): the table was created by another writer while "
                         "this write was prepared; nothing was committed, run it again")
 
-    def _commit(self, layer: str, table: str, meta: dict[str, Any], transactions: list[Any]) -> WriteResult:
+    def _removal(self) -> tuple[list[Any], list[StagedFile]] | None:
+        """For ``replace_where``: the files the commit removes and the kept rows it rewrites."""
+        plan = self._plan
+        if not (plan.direct and plan.mode == "replace_where" and plan.base is not None):
+            return None
+        partitions = {tuple(f.partition.get(c) for c in plan.partition_by) for f in self.files}
+        return replaced_files(self._lake.con, plan.base, plan.where, plan.schema, partitions, self._copy_kept)
+
+    def _commit(self, layer: str, table: str, meta: dict[str, Any], transactions: list[Any],
+                removal: tuple[list[Any], list[StagedFile]] | None = None) -> WriteResult:
         lake, plan, store = self._lake, self._plan, self._lake.store
         if plan.direct:
             adds = [self._add(f) for f in self.files]
             removes: list[Any] = []
-            if plan.mode == "replace_where" and plan.base is not None:
-                partitions = {tuple(f.partition.get(c) for c in plan.partition_by) for f in self.files}
-                dropped, kept = replaced_files(lake.con, plan.base, plan.where, plan.schema, partitions,
-                                               self._copy_kept)
+            if removal is not None:
+                dropped, kept = removal
                 removes, adds = dropped, adds + [self._add(f) for f in kept]
             overwrite = plan.base is None or plan.mode == "replace"
             snap = store.commit_files(layer, table, adds, mode="overwrite" if overwrite else "append",
