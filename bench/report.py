@@ -117,6 +117,12 @@ def _targets(results: dict[str, Any]) -> list[str]:
         rows.append(f"| incremental run, +1% orders ({inc['added_orders']:,}) < 10% of a full run | "
                     f"{_s(run['wall_s'])} = {share:.0%} of {_s(med['wall_s'])}; gold = full rebuild: "
                     f"{'yes' if run.get('agrees') else '**no**'} | {_ok(share is not None and share < 0.10)} |")
+        nothing = inc.get("nothing_new")
+        if nothing:
+            fine = nothing.get("ok") and not nothing.get("new_versions")
+            rows.append(f"| run with nothing new < 3 s, no new table versions | {_s(nothing['wall_s'])}, "
+                        f"{len(nothing.get('new_versions', []))} new versions | "
+                        f"{_ok(bool(fine) and nothing['wall_s'] < 3)} |")
     limited = (extras.get("memory_limit") or {}).get("runs", {})
     if "medallion" in limited:
         r = limited["medallion"]
@@ -163,6 +169,10 @@ def _extras(extras: dict[str, Any]) -> list[str]:
                    f"silver {_s(lay.get('silver'))}, gold {_s(lay.get('gold'))}), peak {_mb(run['peak_rss_mb'])}; "
                    f"its gold equals raw DuckDB's full rebuild over all files: {'yes' if run.get('agrees') else 'no'} "
                    f"(rebuild took {_s(ref['wall_s'])}).")
+        nothing = inc.get("nothing_new")
+        if nothing:
+            out.append(f"- **Nothing new**: the run after that took {_s(nothing['wall_s'])}, every layer up to date, "
+                       f"{len(nothing.get('new_versions', []))} new table versions.")
     explorer = extras.get("explorer") or {}
     if explorer.get("ops"):
         ops = explorer["ops"]

@@ -8,8 +8,9 @@ contenders in an order rotated by r, so none always runs on a warm or a busy
 machine), each in a fresh project folder and its own process. Every run's gold
 tables are fingerprinted and must match raw DuckDB's. At the largest size it
 also measures a run under a 1 GB DuckDB memory limit, an incremental run that
-adds 1% new orders, and the explorer's preview/filter/profile latency; on the
-tiny demo data it measures the fixed cost of a run.
+adds 1% new orders (and then a run with nothing new), and the explorer's
+preview/filter/profile latency; on the tiny demo data it measures the fixed cost
+of a run. ``bench/incremental.py`` measures the incremental runs alone.
 
 Results: a JSON file (``--json``, git-ignored) and a Markdown report
 (``--report``; with ``--doc FILE`` the part of FILE between the
@@ -310,9 +311,24 @@ def extras(work: Path, contenders: list[Contender], raw: Path, orders: int, buil
     check = new_project(work / "runs" / "incremental-check", built / "data" / "raw")
     ref = run_contender(CONTENDERS[REFERENCE], check, check / "bench-out", via=via)
     inc["agrees"] = bool(inc["ok"] and ref["ok"] and not same(inc["gold"], ref["gold"]))
-    out["incremental"] = {"file": name, "added_orders": added, "run": inc, "reference": ref}
+    # And once more with nothing new: every notebook up to date, no table gets a new version.
+    before = table_versions(built)
+    log("incremental: a run with nothing new")
+    nothing = run_contender(medallion, built, built / "bench-out-nothing", via=via)
+    after = table_versions(built)
+    nothing["new_versions"] = sorted(t for t in after if after[t] != before.get(t))
+    out["incremental"] = {"file": name, "added_orders": added, "run": inc, "reference": ref, "nothing_new": nothing}
     shutil.rmtree(check, ignore_errors=True)
     return out
+
+
+def table_versions(project: Path) -> dict[str, int]:
+    """The current Delta version of every table of a project's lake."""
+    from deltalake import DeltaTable
+
+    lake = project / "data" / "lake"
+    return {f"{log.parent.parent.name}.{log.parent.name}": DeltaTable(str(log.parent)).version()
+            for log in sorted(lake.glob("*/*/_delta_log")) if not log.parent.parent.name.startswith("_")}
 
 
 def _trivial_notebook(work: Path) -> Path:

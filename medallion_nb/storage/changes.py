@@ -34,7 +34,7 @@ carried over cancel out, and what remains is what was inserted and what was dele
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import duckdb
@@ -66,6 +66,8 @@ class Consumption:
     start: int  # last version consumed before (-1: none)
     end: int
     full: bool
+    # No file was added or removed between start and end: nothing to apply.
+    empty: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,7 @@ def read_changes(lake: Lakehouse, name: str, *, full_refresh: bool = False) -> C
         return Changes(name, start, end, True, lake.table(name), _empty(lake, current), len(current.files), 0, note,
                        lake=lake)
     if start == end:
+        lake._consumed[name] = replace(consumption, empty=True)
         return Changes(name, start, end, False, _empty(lake, current), _empty(lake, current), lake=lake)
     try:
         old = lake.store.snapshot(layer, table, start)
@@ -164,6 +167,8 @@ def read_changes(lake: Lakehouse, name: str, *, full_refresh: bool = False) -> C
     new_files = set(current.files)
     added = [f for f in current.files if f not in old_files]
     removed = [f for f in old.files if f not in new_files]
+    if not added and not removed:  # commits that changed no data (metadata, consumption records)
+        lake._consumed[name] = replace(consumption, empty=True)
     inserted = _aligned(lake, added, current, current)
     if not removed:
         return Changes(name, start, end, False, inserted, _empty(lake, current), len(added), 0, lake=lake)
@@ -200,7 +205,10 @@ def consumption_for(lake: Lakehouse, name: str, mode: str, rows: int,
     handle = lake.store.open(layer, table)
     recorded = {c.table: handle.transaction_version(c.app_id) for c in consumed}
     holds_all = all(not c.full and recorded[c.table] is not None and recorded[c.table] >= c.end for c in consumed)
-    if holds_all and (mode == "append" or no_effect):
+    # Nothing to record either when the versions not yet recorded changed no data.
+    settled = all(not c.full and recorded[c.table] is not None
+                  and (recorded[c.table] >= c.end or (c.empty and recorded[c.table] >= c.start)) for c in consumed)
+    if (holds_all and mode == "append") or (settled and no_effect):
         from medallion_nb.storage.delta import snapshot_of
 
         return transactions, snapshot_of(handle, lake.store.path(layer, table))

@@ -188,7 +188,8 @@ class Staged:
             # The writer lock: the checks below still hold when the commit lands.
             with commit_guard(lake):
                 removal = self._removal()
-                deleting = bool(plan.delete_files) or bool(removal and removal[0])
+                # Removing rows, or metadata to record (bronze's file state), make a commit worth having.
+                deleting = bool(plan.delete_files) or bool(removal and removal[0]) or bool(metadata)
                 transactions, skip = lake._consumption_for(self.table, self.mode, self.rows, deleting)
                 if skip is not None:
                     self.abort()
