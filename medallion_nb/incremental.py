@@ -204,15 +204,22 @@ def query_keys(lake: Lakehouse, data: Any, inputs: Mapping[str, Keys | duckdb.Du
     Raises:
         LakeError: a bad input name or a query DuckDB rejects.
     """
-    for name, value in inputs.items():
-        rel = value.relation() if isinstance(value, Keys) else lake.relation(value)
-        try:
-            rel.create_view(quote_ident(name).strip('"'), replace=True)
-        except duckdb.Error as exc:
-            raise LakeError(f"keys: input {name!r} cannot be used: {exc}") from exc
-    rel = lake.relation(data)
+    views = {quote_ident(name): value.relation() if isinstance(value, Keys) else lake.relation(value)
+             for name, value in inputs.items()}
+
+    def bound() -> duckdb.DuckDBPyRelation:
+        # The names are (re)bound to this query's own inputs each time: another
+        # lake.keys(...) may have used the same names for other sets meanwhile.
+        for name, rel in views.items():
+            try:
+                rel.create_view(name.strip('"'), replace=True)
+            except duckdb.Error as exc:
+                raise LakeError(f"keys: input {name} cannot be used: {exc}") from exc
+        return lake.relation(data)
+
+    rel = bound()
     what = "query over " + ", ".join(inputs) if inputs else "query"
-    return Keys(lake, rel.columns, lambda: rel, what=what)
+    return Keys(lake, rel.columns, bound, what=what)
 
 
 def sync(lake: Lakehouse, name: str, data: Any, *, key: str | Sequence[str], full_refresh: bool = False,

@@ -220,3 +220,14 @@ def test_sync_rewrites_only_the_rows_that_differ(root):
         assert not full.skipped
         with pytest.raises(LakeError, match="key nope is not a column"):
             lake.sync("silver.c", dims, key="nope")
+
+
+def test_a_query_keeps_its_own_inputs_when_the_names_are_reused(root):
+    with mnb.connect(root) as lake:
+        lake.write("bronze.o", ORDERS)
+        first = lake.keys("SELECT id FROM bronze.o WHERE grp IN (SELECT g FROM picked)",
+                          picked=Keys(lake, ["g"], lambda: lake.sql("SELECT 'a' AS g")))
+        second = lake.keys("SELECT id FROM bronze.o WHERE grp IN (SELECT g FROM picked)",
+                           picked=Keys(lake, ["g"], lambda: lake.sql("SELECT 'b' AS g")))
+        assert rows(second.relation()) == [(2,)]
+        assert rows(first.relation()) == [(1,), (3,)]  # computed after the name was reused

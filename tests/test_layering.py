@@ -25,7 +25,7 @@ RANKS = {
     "errors": 0, "names": 0, "validation": 0, "reporting": 0, "sampledata": 0, "oserrors": 0,
     "secrets": 1, "sources": 1, "sql": 1, "project": 1, "checkspec": 1, "objectstore": 1, "runfolder": 1,
     "lakemeta": 2, "lock": 2, "lease": 2, "dedupe": 2, "quality": 2,
-    "storage": 3, "lineage": 3,
+    "storage": 3, "lineage": 3, "incremental": 3,
     "snapshots": 4, "quarantine": 4, "expectations": 4, "engine": 4,
     "writing": 5, "lakehouse": 5, "ingest": 5, "export": 5,
     "runner": 6, "kestra": 6, "widgets": 6, "scaffold": 6,
