@@ -44,3 +44,23 @@ def test_harness_runs_medallion_and_raw_duckdb_and_they_agree(tmp_path: Path):
     assert doc.read_text().startswith("# Performance\n\nintro\n\n<!-- bench:begin -->\nMeasured ")
     assert doc.read_text().endswith("<!-- bench:end -->\n\nnotes\n")
     assert not (tmp_path / "work").exists()  # the scratch folder is removed
+
+
+@pytest.mark.notebook
+def test_incremental_bench_measures_one_more_day_and_a_run_with_nothing_new(tmp_path: Path):
+    results = tmp_path / "incremental.json"
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "incremental.py"), "--orders", "20000", "--days", "10",
+         "--work", str(tmp_path / "work"), "--json", str(results)],
+        capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (result,) = json.loads(results.read_text())
+    assert result["added_orders"] == 200
+    assert result["file"] == "orders_2026-01-11.csv"
+    assert result["full"]["ok"]
+    assert result["incremental"]["ok"]
+    assert result["incremental"]["agrees"] is True  # gold after the extra day = raw DuckDB over all files
+    assert result["nothing_new"]["ok"]
+    assert result["nothing_new"]["new_versions"] == []
+    assert "nothing new" in done.stderr
+    assert "0 new table versions" in done.stderr
