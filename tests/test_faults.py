@@ -37,9 +37,9 @@ LINEAGE = {"_ingested_at", "_run_id"}
 KILL_POINTS = [
     ("bronze", 2, 0.0), ("bronze", 4, 0.0), ("bronze", 4, 0.3), ("bronze", 4, 0.8), ("bronze", 6, 0.0),
     ("bronze", 6, 0.2), ("silver", 2, 0.0), ("silver", 4, 0.0), ("silver", 4, 0.2), ("silver", 5, 0.1),
-    ("silver", 7, 0.0), ("silver", 7, 0.3), ("silver", 9, 0.0), ("silver", 9, 0.4), ("silver", 12, 0.0),
-    ("silver", 12, 0.2), ("gold", 2, 0.0), ("gold", 4, 0.0), ("gold", 4, 0.2), ("gold", 6, 0.1),
-    ("gold", 8, 0.0), ("gold", 6, 0.3), ("silver", 14, 0.0), ("bronze", 4, 0.1),
+    ("silver", 7, 0.0), ("silver", 9, 0.1), ("silver", 13, 0.0), ("silver", 13, 0.3), ("silver", 16, 0.0),
+    ("silver", 16, 0.2), ("gold", 2, 0.0), ("gold", 6, 0.0), ("gold", 6, 0.2), ("gold", 8, 0.1),
+    ("gold", 10, 0.0), ("gold", 8, 0.3), ("silver", 13, 0.6), ("bronze", 4, 0.1),
 ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -231,3 +232,33 @@ def test_a_query_keeps_its_own_inputs_when_the_names_are_reused(root):
                            picked=Keys(lake, ["g"], lambda: lake.sql("SELECT 'b' AS g")))
         assert rows(second.relation()) == [(2,)]
         assert rows(first.relation()) == [(1,), (3,)]  # computed after the name was reused
+
+
+def test_a_table_the_notebook_never_wrote_gets_every_row_of_its_input(tmp_path: Path):
+    # silver writes silver.a, then silver.b; a run that died between the two recorded what it
+    # consumed on silver.a only: the next run reads every row, so silver.b is built from all of them.
+    code = ('lake.write("silver.a", lake.changes("bronze.o").rows)\n'
+            'lake.write("silver.b", lake.changes("bronze.o").rows)')
+    book = {"cells": [{"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+                       "source": code}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    root = write_project(tmp_path / "p", CONFIG.replace("silver, notebook: nb.ipynb", "silver, notebook: silver.ipynb"),
+                         {"nb.ipynb": "{}", "silver.ipynb": json.dumps(book)})
+    with mnb.connect(root) as lake:
+        lake.write("bronze.o", ORDERS)
+    with notebook(root) as lake:
+        lake.write("silver.a", lake.changes("bronze.o").rows)  # the run dies here
+    with mnb.connect(root) as lake:
+        lake.write("bronze.o", "SELECT 4 AS id, 'c' AS grp, 40 AS amount", mode="append")
+    with notebook(root) as lake:
+        changes = lake.changes("bronze.o")
+        assert changes.full
+        assert "silver.b, which this notebook writes, does not exist yet" in str(changes)
+        lake.write("silver.a", changes.rows, mode="replace")
+        lake.write("silver.b", changes.rows)
+        assert lake.count("silver.b") == 4
+    with mnb.connect(root) as lake:
+        lake.write("bronze.o", "SELECT 5 AS id, 'c' AS grp, 50 AS amount", mode="append")
+    with notebook(root) as lake:  # both tables exist and hold the record: incremental again
+        changes = lake.changes("bronze.o")
+        assert not changes.full
+        assert rows(changes.rows) == [(5, "c", 50)]

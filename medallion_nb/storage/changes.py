@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 import duckdb
 from deltalake import Transaction
 
-from medallion_nb.errors import LakeError
+from medallion_nb.errors import LakeError, MedallionError
 from medallion_nb.sql import quote_name
 from medallion_nb.storage.delta import Snapshot, WriteResult
 from medallion_nb.storage.scan import duckdb_types, scan_sql
@@ -144,6 +144,8 @@ def read_changes(lake: Lakehouse, name: str, *, full_refresh: bool = False) -> C
         start = min(recorded) if recorded else -1
         if start > current.version:
             start, note = -1, f"{name} was re-created (version {current.version} < consumed {start}): all rows"
+        elif start >= 0 and (missing := _missing_outputs(lake)):
+            start, note = -1, f"{missing[0]}, which this notebook writes, does not exist yet: all rows"
     full = start < 0
     end = current.version
     consumption = Consumption(name, app, start, end, full)
@@ -239,6 +241,27 @@ def _recorded(lake: Lakehouse, app: str) -> list[int | None]:
                 handles[(layer, table)] = lake.store.open(layer, table)
             out.append(handles[(layer, table)].transaction_version(app))
     return out
+
+
+def _missing_outputs(lake: Lakehouse) -> list[str]:
+    """The tables the handle's notebook writes (by its lineage) that do not exist yet.
+
+    Such a table holds none of what the notebook consumed before (a run that died
+    before writing it, or a table new in the notebook), so the changes since the
+    other tables' record would build it from a fraction of the rows: it needs all rows.
+    """
+    cache = lake.__dict__.setdefault("_notebook_writes", {})
+    if "writes" not in cache:
+        from medallion_nb.lineage import project_lineage
+
+        try:
+            lineage = project_lineage(lake.project)
+        except MedallionError:  # contradicting notebooks: the run reports them; nothing to add here
+            lineage = None
+        mine = [nb for nb in (lineage.notebooks if lineage else ())
+                if lake.notebook in (nb.notebook.stem, lineage.relative(nb.notebook), str(nb.notebook))]
+        cache["writes"] = mine[0].writes if len(mine) == 1 else ()
+    return [t for t in cache["writes"] if t.partition(".")[0] in lake.layers and not lake.store.exists(*lake._split(t))]
 
 
 def _aligned(lake: Lakehouse, files: list[str], snap: Snapshot, target: Snapshot) -> duckdb.DuckDBPyRelation:
