@@ -20,7 +20,7 @@ import medallion_nb
 from medallion_nb import FlowError, load_project
 from medallion_nb.cli import main
 from medallion_nb.kestra import build_compose, build_flow, kestra_files, render_flow, run_date_expression
-from medallion_nb.kestra.compose import dockerfile_lines, kestra_configuration
+from medallion_nb.kestra.compose import UV_IMAGE, dockerfile_lines, kestra_configuration
 from medallion_nb.scaffold import init_project, template_dir
 from tests.conftest import KESTRA_SCHEMA, REPO, write_project
 from tests.kestra_sim import Execution, check_references, evaluate, flow_inputs, iter_tasks, references, render
@@ -376,3 +376,11 @@ def test_kestra_package_imports_no_papermill_or_widgets():
             "bad = [m for m in ('papermill', 'ipywidgets') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_image_takes_the_uv_the_lock_pins():
+    # A moving tag (latest) would change the image under a user; the lock's uv moves with the lock.
+    pinned = re.search(r"(?m)^uv==([0-9.]+) ", (REPO / "requirements" / "dev.txt").read_text())
+    assert pinned is not None
+    assert f"ghcr.io/astral-sh/uv:{pinned.group(1)}" == UV_IMAGE
+    assert f"COPY --from={UV_IMAGE} /uv" in (REPO / "kestra" / "Dockerfile").read_text()

@@ -29,7 +29,8 @@ from medallion_nb.project import Project
 
 KESTRA_IMAGE = "kestra/kestra:v1.3.21"
 POSTGRES_IMAGE = "postgres:16"
-UV_IMAGE = "ghcr.io/astral-sh/uv:latest"
+# The uv the lock was made with (requirements/dev.txt pins the same version; a test keeps them equal).
+UV_IMAGE = "ghcr.io/astral-sh/uv:0.13.9"
 PYTHON_VERSION = "3.12"
 VENV = "/opt/medallion"
 FLOWS_MOUNT = "/app/flows"
