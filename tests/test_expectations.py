@@ -61,6 +61,44 @@ def test_a_failing_first_write_creates_no_table(lake):
     assert not list(lake.project.lake.rglob("*.parquet"))  # the staged rows were thrown away
 
 
+# BOOM fails near its last rows, once DuckDB has begun writing the staged Parquet files.
+MANY = "SELECT range AS id, range % 3 AS part, 'placed' AS status, 1 AS qty, 'web' AS channel FROM range(400000)"
+BOOM = MANY.replace("'placed' AS status", "CASE WHEN range > 390000 THEN error('boom') ELSE 'placed' END AS status")
+ABORTED_FIRST_WRITES = {
+    "failing expectation": (ExpectationError, lambda lake: lake.write(
+        "silver.orders", MANY, expect={"fail": {"row_count": {"max": 10}}})),
+    "failing expectation, partitioned": (ExpectationError, lambda lake: lake.write(
+        "silver.orders", MANY, partition_by="part", expect={"fail": {"row_count": {"max": 10}}})),
+    "failing expectation with a quarantine": (ExpectationError, lambda lake: lake.write(
+        "silver.orders", MANY, expect={"fail": {"row_count": {"max": 10}},
+                                       "quarantine": {"range": {"id": {"min": 5}}}})),
+    "failing expectation of a split": (ExpectationError, lambda lake: lake.write_split(
+        MANY, {"small id": "id < 5"}, good="silver.orders", bad="silver.orders_rejects",
+        expect={"fail": {"unique": ["part"]}})),
+    "query failing while staging": (mnb.LakeError, lambda lake: lake.write("silver.orders", BOOM)),
+    "query failing while staging, partitioned": (mnb.LakeError, lambda lake: lake.write(
+        "silver.orders", BOOM, partition_by="part")),
+    "check failing to run": (QualityError, lambda lake: lake.write(
+        "silver.orders", MANY, expect={"fail": {"sql": {"boom": "error('boom')::BOOLEAN"}}})),
+}
+
+
+@pytest.mark.parametrize("case", ABORTED_FIRST_WRITES)
+def test_an_aborted_first_write_leaves_no_table_folder(lake, case):
+    error, write = ABORTED_FIRST_WRITES[case]
+    with pytest.raises(error):
+        write(lake)
+    silver = lake.project.lake / "silver"
+    assert sorted(p.relative_to(silver).as_posix() for p in silver.rglob("*")) == []  # no folder, no file
+    assert lake.tables() == []
+    with mnb.connect(lake.project.root) as reader:  # a new reader opens the lake and sees no table
+        assert reader.tables() == []
+        with pytest.raises(mnb.LakeError, match=r"silver\.orders"):
+            reader.table("silver.orders")
+        assert reader.vacuum(retain_hours=0) == {}  # nothing left to reclaim
+    assert lake.write("silver.orders", GOOD).version == 0  # the next write creates the table
+
+
 def test_quarantine_sends_failing_rows_away_with_the_rules_names(lake):
     result = lake.write("silver.orders", ORDERS, expect={
         "quarantine": {"not_null": ["qty"], "range": {"qty": {"min": 1}},

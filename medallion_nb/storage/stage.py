@@ -172,6 +172,7 @@ class Staged:
         self._lake.store.delete([f.path for f in self.files])
         if self._plan.scratch is not None:
             self._lake.store.rmtree(self._plan.scratch)
+        _drop_uncreated(self._lake, self.table, self._plan)
 
     def commit(self, metadata: dict[str, Any] | None = None) -> WriteResult:
         """Publish the staged rows in one Delta commit.
@@ -334,12 +335,33 @@ def stage(lake: Lakehouse, name: str, rel: duckdb.DuckDBPyRelation, *, mode: str
         lake.store.delete([f.path for f in files])
         if plan.scratch is not None:
             lake.store.rmtree(plan.scratch)
+        _drop_uncreated(lake, name, plan)
         if isinstance(exc, duckdb.Error | OSError):
             raise LakeError(failure(exc, folder, f"write to {name} ({mode}) failed; the table is unchanged",
                                     probe=isinstance(exc, duckdb.IOException | OSError))) from exc
         raise
     finally:
         con.execute(f"DROP VIEW IF EXISTS {view}")
+
+
+def _drop_uncreated(lake: Lakehouse, name: str, plan: Plan) -> None:
+    """After an aborted first write: remove the (now empty) folders staging made for the table.
+
+    Only empty folders go (``rmdir``), and only while the table has no commit, so another
+    writer's files or a half-made ``_delta_log`` stay for the next writer or vacuum. Object
+    stores have no folders.
+    """
+    layer, table = lake._split(name)
+    folder = lake.store.path(layer, table)
+    if not (plan.direct and plan.base is None and isinstance(folder, Path) and folder.is_dir()) \
+            or lake.store.exists(layer, table):
+        return
+    subfolders = sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True)
+    for sub in [*subfolders, folder]:
+        try:
+            sub.rmdir()
+        except OSError:
+            continue  # not empty, or gone already
 
 
 def _expose(con: duckdb.DuckDBPyConnection, rel: duckdb.DuckDBPyRelation, view: str) -> None:
