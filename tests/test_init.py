@@ -18,6 +18,7 @@ from medallion_nb import ProjectError, UsageError, connect, load_project
 from medallion_nb.cli import main
 from medallion_nb.export import read_manifest
 from medallion_nb.scaffold import init_project, template_dir
+from medallion_nb.snapshots import published
 
 EXPECTED_FILES = {
     ".gitignore", "README.md", "medallion.yaml",
@@ -75,6 +76,19 @@ def test_template_notebooks_follow_the_contract(name):
     assert book.cells[0].cell_type == "markdown"
     assert sum(c.cell_type == "markdown" for c in book.cells) >= 3
     assert any("mnb.connect(project_dir" in c.source for c in code)
+
+
+def test_the_commented_expectations_of_the_template_load_when_uncommented(tmp_path):
+    root = init_project("demo2", tmp_path / "demo2").root
+    config = root / "medallion.yaml"
+    text = config.read_text(encoding="utf-8")
+    block = ["# expectations:", "#   gold.daily_store_sales:", "#     warn: {range: {units: {max: 100}}}"]
+    assert "\n".join(block) in text
+    assert load_project(root).expectations == {}
+    for line in block:
+        text = text.replace(line, line[2:])
+    config.write_text(text, encoding="utf-8")
+    assert load_project(root).expectations == {"gold.daily_store_sales": {"warn": {"range": {"units": {"max": 100}}}}}
 
 
 def test_init_refuses_an_existing_folder(tmp_path, capsys, monkeypatch):
@@ -153,3 +167,65 @@ def test_init_then_run_then_export_works(tmp_path):
     assert duckdb.sql(f"SELECT count(*), sum(revenue)::DOUBLE FROM '{parquet}'").fetchall() == [(9, 84.8)]
     record = json.loads((root / "runs" / "first" / "run.json").read_text(encoding="utf-8"))
     assert record["status"] == "succeeded"
+
+
+def _run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PATH": VENV_BIN + os.pathsep + os.environ.get("PATH", "")}
+    return subprocess.run(["medallion-nb", "run", *args], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=600, check=False)
+
+
+def _quality(notebook: Path) -> str:
+    """The text of what ``lake.quality()`` showed in an executed notebook."""
+    book = nbformat.read(notebook, as_version=4)
+    [cell] = [c for c in book.cells if c.source == "lake.quality()"]
+    return cell.outputs[0]["data"]["text/plain"]
+
+
+@pytest.mark.notebook
+def test_a_failing_expectation_in_silver_keeps_the_tables_and_publishes_nothing(tmp_path):
+    """The template's silver checks its rows before the commit: a bad delivery fails the run with a data error."""
+    root = init_project("demo2", tmp_path / "demo2").root
+    first = _run(root, "--run-id", "first")
+    assert first.returncode == 0, first.stdout + first.stderr
+    # Each notebook shows the checks of its writes, run before they were committed.
+    for layer, checks in (("silver", 6), ("gold", 5)):
+        shown = _quality(root / "runs" / "first" / layer / f"{layer}.ipynb")
+        assert (shown.count(" passed "), shown.count("FAILED")) == (checks, 0), shown
+    before = published(root)
+    with connect(root) as lake:
+        versions = {name: lake.info(name)["version"] for name in ("silver.sales", "silver.sales_quarantine")}
+        sales = lake.sql("SELECT * FROM silver.sales ORDER BY sale_id").fetchall()
+
+    # A day whose file has an impossible quantity: no quarantine rule catches it, the expectation does.
+    sales_dir = root / "data" / "raw" / "sales"
+    (sales_dir / "sales_2026-01-04.csv").write_text(
+        "sale_id,sold_at,store_id,product,quantity,unit_price\n"
+        "1017,2026-01-04T09:00:00,S1,Coffee,5000,3.50\n"
+        "1018,2026-01-04T09:30:00,S2,Coffee,1,4.00\n", encoding="utf-8")
+    second = _run(root, "--run-id", "second")
+    assert second.returncode == 3, second.stdout + second.stderr  # a data error: a retry cannot fix it
+    assert "ExpectationError: write to silver.sales: 1 expectation(s) failed; nothing was committed, " \
+           "the table stays at version 0" in second.stderr
+    assert "FAILED      range quantity: 1 row; e.g. 5000" in second.stderr
+    record = json.loads((root / "runs" / "second" / "run.json").read_text(encoding="utf-8"))
+    assert [(layer["name"], layer["status"]) for layer in record["layers"]] == [
+        ("bronze", "succeeded"), ("silver", "failed"), ("gold", "skipped")]
+    assert published(root) == before  # the published snapshot is the first run's
+    with connect(root) as lake:
+        assert {name: lake.info(name)["version"] for name in versions} == versions
+        assert lake.sql("SELECT * FROM silver.sales ORDER BY sale_id").fetchall() == sales
+        assert lake.sql("SELECT count(*) FROM bronze.sales WHERE sale_id = '1017'").fetchall() == [(1,)]
+
+    # A corrected delivery the next day: silver builds the sales it had not consumed, and publishes.
+    (sales_dir / "sales_2026-01-05.csv").write_text(
+        "sale_id,sold_at,store_id,product,quantity,unit_price\n"
+        "1017,2026-01-04T09:00:00,S1,Coffee,5,3.50\n", encoding="utf-8")
+    third = _run(root, "--run-id", "third")
+    assert third.returncode == 0, third.stdout + third.stderr
+    assert published(root).run_id == "third"
+    with connect(root, snapshot="published") as lake:
+        assert lake.sql("SELECT sale_id, quantity FROM silver.sales WHERE sale_id IN ('1017', '1018') "
+                        "ORDER BY 1").fetchall() == [("1017", 5), ("1018", 1)]
+        assert lake.sql("SELECT sales, units, revenue::DOUBLE FROM gold.daily_store_sales "
+                        "WHERE sale_date = '2026-01-04' ORDER BY store_id").fetchall() == [(1, 5, 17.5), (1, 1, 4.0)]
