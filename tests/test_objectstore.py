@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -29,6 +30,7 @@ from medallion_nb.lock import LockHeldError, WriterLock, commit_guard
 from medallion_nb.objectstore import ObjectPath
 from medallion_nb.project import load_project
 from medallion_nb.snapshots import publish
+from medallion_nb.storage.plan import LOCAL_STAGING
 from tests.conftest import REPO, write_project
 
 LAYERS = """
@@ -79,7 +81,7 @@ WRITES = [
 ]
 
 
-def test_a_lake_on_s3_reads_and_writes_like_a_local_one(s3, tmp_path):
+def test_a_lake_on_s3_reads_and_writes_like_a_local_one(s3, tmp_path, scratch):
     bucket = s3.bucket()
     remote = mnb.connect(s3_project(tmp_path / "remote", bucket), run_id="r1", notebook="nb")
     local = mnb.connect(local_project(tmp_path / "local"), run_id="r1", notebook="nb")
@@ -124,26 +126,94 @@ def test_a_lake_on_s3_reads_and_writes_like_a_local_one(s3, tmp_path):
     assert any(k.startswith("lake/gold/by_shop/shop=42/") and k.endswith(".parquet") for k in found)
     assert not [k for k in found if k.startswith("lake/_medallion/staging/")]
     assert not [k for k in found if k.endswith("/")]  # no "directory marker" objects
+    assert staging(scratch) == []  # writes staged on local disk, uploaded at commit, staging deleted
     remote.close()
 
 
-def test_staged_rows_on_s3_are_audited_then_committed_or_deleted(s3, tmp_path):
+@pytest.fixture
+def scratch(tmp_path, monkeypatch):
+    """The system temporary folder of this process (where writes to a lake on S3 stage), empty."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def staging(folder: Path) -> list[Path]:
+    """What writes left in their local staging folders (under ``folder``)."""
+    return sorted(p for p in folder.rglob("*") if p.relative_to(folder).parts[0].startswith(LOCAL_STAGING))
+
+
+def test_staged_rows_on_s3_are_audited_on_local_disk_then_uploaded_and_committed_or_deleted(s3, tmp_path, scratch):
     bucket = s3.bucket()
     lake = mnb.connect(s3_project(tmp_path / "p", bucket))
     lake.write("silver.t", "SELECT 1 AS a")
-    before = keys(s3, bucket, "lake/silver/t/")
+    lake.write("silver.u", "SELECT 1 AS a, 1 AS b")
+    before = keys(s3, bucket, "lake/")
     with lake.stage("silver.t", "SELECT range AS a FROM range(1000)", mode="append") as staged:
         assert staged.rows == 1000
         assert staged.relation.filter("a >= 500").count("*").fetchall() == [(500,)]
-        assert len(keys(s3, bucket, "lake/silver/t/")) > len(before)  # written, not committed
+        assert keys(s3, bucket, "lake/") == before  # staged on local disk: nothing uploaded before the commit
+        assert [p.suffix for p in staging(scratch) if p.is_file()] == [".parquet"] * len(staged.files)
         assert lake.count("silver.t") == 1
-    assert keys(s3, bucket, "lake/silver/t/") == before  # aborted: deleted
-    with pytest.raises(mnb.ExpectationError):
-        lake.write("silver.t", "SELECT NULL::INT AS a", mode="append", expect={"fail": {"not_null": ["a"]}})
-    assert keys(s3, bucket, "lake/silver/t/") == before
+    assert keys(s3, bucket, "lake/") == before  # aborted: nothing uploaded
+    assert staging(scratch) == []  # and the local staging folder is gone
+
+    # A failing expectation aborts the write: no committed rows, no object, no local file.
+    # (append and replace: staged for upload; merge and a new partitioning: staged for delta-rs)
+    for options in ({"mode": "append"}, {"mode": "merge", "key": "b"}, {"partition_by": "b"}, {}):
+        with pytest.raises(mnb.ExpectationError):
+            lake.write("silver.u", "SELECT NULL::INT AS a, 2 AS b", expect={"fail": {"not_null": ["a"]}}, **options)
+        assert keys(s3, bucket, "lake/") == before, options
+        assert staging(scratch) == [], options
+    assert lake.count("silver.u") == 1
+    assert [h["version"] for h in lake.history("silver.u")] == [0]
+
     result = lake.write("silver.t", "SELECT 2 AS a", mode="append", expect={"fail": {"not_null": ["a"]}})
     assert (result.version, result.total_rows) == (1, 2)
+    merged = lake.write("silver.t", "SELECT 2 AS a UNION ALL SELECT 3", mode="merge", key="a")  # via delta-rs
+    assert (merged.inserted, merged.updated, merged.total_rows) == (1, 1, 3)
+    assert staging(scratch) == []
     lake.close()
+
+
+CHILD_DIES_UPLOADING = textwrap.dedent("""
+    import os, signal, sys
+    import medallion_nb as mnb
+    from medallion_nb.objectstore import ObjectPath
+    real, uploaded = ObjectPath.upload, []
+    def upload(self, local):
+        real(self, local)
+        uploaded.append(self)
+        if len(uploaded) == 3:  # killed mid-upload: some files are up, the commit never happens
+            os.kill(os.getpid(), signal.SIGKILL)
+    ObjectPath.upload = upload
+    with mnb.connect(sys.argv[1]) as lake:
+        lake.write("gold.by_day", "SELECT range % 20 AS day, range AS n FROM range(2000)", partition_by="day")
+""")
+
+
+def test_a_write_killed_while_uploading_leaves_the_table_unchanged_and_vacuum_reclaims_it(s3, tmp_path, scratch):
+    bucket = s3.bucket()
+    project = s3_project(tmp_path / "p", bucket)
+    with mnb.connect(project) as lake:
+        lake.write("gold.by_day", "SELECT range % 20 AS day, 1 AS n FROM range(40)", partition_by="day")
+        committed = keys(s3, bucket, "lake/gold/by_day/")
+    proc = subprocess.run([sys.executable, "-c", CHILD_DIES_UPLOADING, str(project)], capture_output=True, text=True,
+                          cwd=REPO, env={**os.environ, "TMPDIR": str(scratch)}, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    orphans = sorted(set(keys(s3, bucket, "lake/gold/by_day/")) - set(committed))
+    assert 3 <= len(orphans) < 20  # uploads run side by side: some more finished, never all 20 partitions
+    assert staging(scratch)  # the dead writer's local staging folder
+    with mnb.connect(project) as lake:
+        assert lake.sql("SELECT count(*), sum(n) FROM gold.by_day").fetchall() == [(40, 40)]  # no partial write
+        assert [h["version"] for h in lake.history("gold.by_day")] == [0]
+        removed = lake.vacuum(retain_hours=0)
+        assert sorted(f"lake/gold/by_day/{f}" for f in removed["gold.by_day"]) == orphans
+        assert keys(s3, bucket, "lake/gold/by_day/") == committed
+        # the next write on this machine deletes the dead writer's staging folder, then its own
+        assert lake.write("gold.by_day", "SELECT 1 AS day, 2 AS n", mode="append").total_rows == 41
+    assert staging(scratch) == []
 
 
 CHILD_APPEND = textwrap.dedent("""
@@ -435,9 +505,13 @@ def test_storage_settings_come_from_secrets_and_never_from_plain_text(s3, tmp_pa
 
     from medallion_nb.kestra import build_flow
 
-    flow = json.dumps(build_flow(loaded))
-    assert "{{ secret('LAKE_SECRET') }}" in flow
-    assert settings["AWS_SECRET_ACCESS_KEY"] not in flow
+    flow = build_flow(loaded)
+    assert settings["AWS_SECRET_ACCESS_KEY"] not in json.dumps(flow)
+    # every task that opens the lake (layers, publish) gets the lake's credentials from Kestra's secrets
+    for task in flow["tasks"]:
+        assert task["env"]["LAKE_SECRET"] == "{{ secret('LAKE_SECRET') }}", task["id"]
+        assert task["env"]["LAKE_KEY_ID"] == "{{ secret('LAKE_KEY_ID') }}", task["id"]
+    assert [t["id"] for t in flow["tasks"]][-1] == "publish"
 
     monkeypatch.delenv("LAKE_SECRET")
     with pytest.raises(SecretError, match=re.escape("storage.secret_access_key: the environment variable LAKE_SECRET")):
@@ -452,6 +526,8 @@ def test_storage_settings_come_from_secrets_and_never_from_plain_text(s3, tmp_pa
     ("lake: gs://b/lake\n", "lake: 'gs://b/lake' is not on a supported object store"),
     ("lake: s3:///lake\n", "lake: 's3:///lake' names no bucket"),
     ("lake: s3://b/lake\nstorage:\n  region: ${REGION\n", "is not a secret reference"),
+    ("lake: s3://b/lake\nsources:\n  feed: {path: 's3://b/raw/*.csv'}\n",
+     "sources.feed.path: 's3://b/raw/*.csv': source files are read from the local file system only"),
 ])
 def test_bad_storage_settings_are_refused_naming_the_key(tmp_path, config, message):
     root = write_project(tmp_path / "p", f"name: bad\n{config}{LAYERS}", {"nb.ipynb": "{}"})

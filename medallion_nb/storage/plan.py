@@ -4,10 +4,19 @@ A write goes straight into the table folder and is committed as files (``direct`
 it needs delta-rs' own writer: a merge into an existing table, an append that adds
 columns, a replace that changes the partitioning. Appends and replaces of part of a table
 take the table's schema: the new rows are cast to it and missing columns filled with nulls.
+
+On a lake on object storage every write is staged in a local folder
+(:func:`local_staging_folder`); a direct one is uploaded to the table folder at its commit
+(``upload_to``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import tempfile
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,12 +25,15 @@ import duckdb
 import pyarrow as pa
 
 from medallion_nb.errors import LakeError
+from medallion_nb.lock import pid_alive
 from medallion_nb.objectstore import ObjectPath
 from medallion_nb.sql import quote_name
 from medallion_nb.storage.delta import Snapshot, delta_arrow_schema
 from medallion_nb.storage.scan import duckdb_types
 
 PARTITION_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "VARCHAR", "DATE", "BOOLEAN")
+# A write to a lake on object storage stages in <system temp dir>/<LOCAL_STAGING><pid>-<layer>.<table>-<id>/.
+LOCAL_STAGING = "medallion_nb-staging-"
 
 
 @dataclass
@@ -36,6 +48,8 @@ class Plan:
     keys: tuple[str, ...] = ()
     where: str | None = None
     scratch: Path | ObjectPath | None = None
+    # A lake on object storage: the table folder the locally staged files are uploaded to at commit.
+    upload_to: ObjectPath | None = None
     delete_files: tuple[str, ...] = ()
 
 
@@ -121,3 +135,18 @@ def check_partitioning(con: duckdb.DuckDBPyConnection, name: str, rel: duckdb.Du
                         "whole numbers, text, dates or booleans (e.g. a day or a month as DATE)")
     if len(partition_by) >= len(types):
         raise LakeError(f"write to {name}: partition_by names every column; keep at least one column in the files")
+
+
+def local_staging_folder(name: str) -> Path:
+    """A new local folder to stage a write to a lake on object storage (created by the write).
+
+    ``<system temp dir>/medallion_nb-staging-<pid>-<layer>.<table>-<id>``; the write deletes it.
+    Folders left by processes that died mid-write (their pid is gone) are deleted on the way.
+    """
+    base = Path(tempfile.gettempdir())
+    with contextlib.suppress(OSError):
+        for leftover in base.glob(LOCAL_STAGING + "*"):
+            pid = leftover.name.removeprefix(LOCAL_STAGING).partition("-")[0]
+            if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+                shutil.rmtree(leftover, ignore_errors=True)
+    return base / f"{LOCAL_STAGING}{os.getpid()}-{name}-{uuid.uuid4().hex[:12]}"
