@@ -133,6 +133,10 @@ class SourceChecks(Checks):
             return self.database_source(sname, spec, key, fmt, path)
         if path is None and "path" not in spec:
             self.problem(f"{key}.path", "missing (required)")
+        elif path and "://" in path:
+            self.problem(f"{key}.path", f"{path!r}: source files are read from the local file system only, "
+                                        "not from object storage; sync them to a local folder (e.g. aws s3 sync) "
+                                        "or mount the bucket, and give that folder")
         given = [k for k in _DATABASE_KEYS if k in spec]
         if fmt and given:
             self.problem(key, f"{', '.join(given)}: only for database sources (format: postgres or sqlite)")

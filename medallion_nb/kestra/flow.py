@@ -17,9 +17,10 @@ Parameters each notebook receives:
   day it stands for; for a manual run the ``run_date`` input, else the start date;
 * ``full_refresh``: the ``full_refresh`` input.
 
-Secrets (``${NAME}`` in ``medallion.yaml``) are never parameters: each task's
+Secrets (``${NAME}`` in ``medallion.yaml``) are never parameters: each layer task's
 ``env`` maps ``NAME`` to ``{{ secret('NAME') }}``, and the notebook's kernel reads
-the variable when it needs the value.
+the variable when it needs the value; the publish and export tasks get the secrets
+of the lake's ``storage:`` settings (a lake on object storage) only.
 
 Only the Pebble expressions below are emitted; the tests render exactly these.
 """
@@ -173,6 +174,14 @@ def _layer_env(project: Project) -> dict[str, str]:
     return env
 
 
+def _lake_env(project: Project) -> dict[str, str]:
+    """The environment of a task that only opens the lake: the secrets of its ``storage:`` settings."""
+    env = {"PYTHONUNBUFFERED": "1"}
+    env.update({name: secret_expression(name) for name, key in sorted(project.secret_references().items())
+                if key.startswith("storage.")})
+    return env
+
+
 def secret_expression(name: str) -> str:
     """Kestra's expression for the secret ``name``: ``{{ secret('NAME') }}``."""
     return "{{ secret(" + _pebble_string(name) + ") }}"
@@ -229,7 +238,7 @@ def _publish_task(project: Project) -> dict[str, Any]:
         "description": "Publish the table versions this execution produced as one snapshot: dashboards, "
                        "exports and connect(snapshot='published') see the whole run, never a mix.",
         "taskRunner": {"type": PROCESS_RUNNER},
-        "env": {"PYTHONUNBUFFERED": "1"},
+        "env": _lake_env(project),
         "commands": [_join(["medallion-nb", "publish", "--project", PROJECT_DIR, "--run-id", RUN_ID])],
         "timeout": "PT10M",
     }
@@ -242,7 +251,7 @@ def _export_task(project: Project) -> dict[str, Any]:
         "type": COMMANDS_TASK,
         "description": "Write the gold tables as Parquet and CSV snapshots for BI tools; the manifest is the output.",
         "taskRunner": {"type": PROCESS_RUNNER},
-        "env": {"PYTHONUNBUFFERED": "1"},
+        "env": _lake_env(project),
         "commands": [
             _join(["medallion-nb", "export", "--project", PROJECT_DIR, "--out", _in_project(out)]),
             _join(["cp", _in_project(f"{out}/manifest.json"), "manifest.json"]),
