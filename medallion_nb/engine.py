@@ -10,13 +10,23 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import duckdb
 import pyarrow as pa
 
 from medallion_nb.errors import LakeError
+from medallion_nb.names import TABLE_NAME, kind_of
 from medallion_nb.project import Project, duckdb_settings
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# Rows, as the lakehouse's methods take them: a relation, SQL text, a DataFrame or Arrow data.
+Rows: TypeAlias = "duckdb.DuckDBPyRelation | str | pd.DataFrame | pa.Table | pa.RecordBatch | pa.RecordBatchReader"
+ROWS_RULE = "a DuckDB relation, SQL text, a pandas DataFrame or Arrow data"
+ROWS_NOT_TEXT_RULE = "a table name (<layer>.<table>) or rows: a DuckDB relation (e.g. lake.sql('SELECT ...')), " \
+    "a pandas DataFrame or Arrow data"
 
 
 def open_duckdb(project: Project, memory_limit: str | None = None,
@@ -43,25 +53,31 @@ def open_duckdb(project: Project, memory_limit: str | None = None,
         raise LakeError(f"cannot start DuckDB with {config}: {exc}") from exc
 
 
-def to_relation(con: duckdb.DuckDBPyConnection, data: Any) -> duckdb.DuckDBPyRelation:
+def to_relation(con: duckdb.DuckDBPyConnection, data: object, *, what: str = "data",
+                text: bool = True) -> duckdb.DuckDBPyRelation:
     """Turn SQL text, a relation, a DataFrame or Arrow data into a relation on ``con``.
 
+    ``what`` names the argument in messages (e.g. ``"write: data"``); with ``text=False`` the
+    caller has handled ``str`` (a table name) and anything else is refused here.
+
     Raises:
-        LakeError: a failing query, a statement that returns no rows, or an unknown kind of data.
+        LakeError: a failing query, a statement that returns no rows, or a value that is not rows.
     """
     if isinstance(data, duckdb.DuckDBPyRelation):
         return data
     try:
-        if isinstance(data, str):
+        if isinstance(data, str) and text:
             rel = con.sql(data)
             if rel is None:
-                raise LakeError(f"write expects a query that returns rows, got: {data[:80]!r}")
+                raise LakeError(f"{what}: expected a query that returns rows, got: {data[:80]!r}")
             return rel
         if isinstance(data, pa.Table | pa.RecordBatchReader | pa.RecordBatch):
             return con.from_arrow(data)
         if hasattr(data, "to_numpy") and hasattr(data, "columns"):
             return con.from_df(data)
     except duckdb.Error as exc:
-        raise LakeError(f"query failed: {exc}") from exc
-    raise LakeError(f"cannot write a {type(data).__name__}; pass a DuckDB relation, SQL text, "
-                    "a pandas DataFrame or an Arrow table")
+        named = isinstance(data, str) and TABLE_NAME.match(data.strip())
+        raise LakeError(f"{what}: query failed: {exc}",
+                        hint=f"{data.strip()!r} is a table name; pass lake.table({data.strip()!r}) for its rows"
+                        if named else None) from exc
+    raise LakeError(f"{what}: expected {ROWS_RULE if text else ROWS_NOT_TEXT_RULE}, got {kind_of(data)}")

@@ -202,5 +202,5 @@ def _checked(result: WriteResult, report: QualityReport, quarantined: WriteResul
 
 
 def _current_version(lake: Lakehouse, name: str) -> int | None:
-    layer, table = lake._split(name)
+    layer, table = lake.split_name(name)
     return lake.store.snapshot(layer, table).version if lake.store.exists(layer, table) else None

@@ -34,6 +34,7 @@ from medallion_nb.errors import LakeError
 from medallion_nb.sql import quote_ident, quote_name
 
 if TYPE_CHECKING:
+    from medallion_nb.engine import Rows
     from medallion_nb.lakehouse import Lakehouse
     from medallion_nb.storage import Changes, WriteResult
 
@@ -130,17 +131,18 @@ class Keys:
         theirs = ", ".join(f"{quote_ident('k' + str(i))} := {quote_name(c)}" for i, c in enumerate(self.columns))
         return f"struct_pack({packed}) IN (SELECT struct_pack({theirs}) FROM {table})"
 
-    def filter(self, data: Any, *, on: str | Sequence[str] | None = None) -> duckdb.DuckDBPyRelation:
-        """The rows of a table (``"silver.order_lines"``) or relation whose key is in the set.
+    def filter(self, data: str | Rows, *, on: str | Sequence[str] | None = None) -> duckdb.DuckDBPyRelation:
+        """The rows of a table (``"silver.order_lines"``) or of rows (a relation, ...) whose key is in the set.
 
+        A ``str`` is a table name; for the rows of a query pass ``lake.sql("SELECT ...")``.
         With ``full`` every row (nothing is filtered, and the set is never computed).
         ``on``: the columns or SQL expressions of ``data`` that match the key columns.
 
         Raises:
-            LakeError: an unknown table, or an ``on`` that does not fit the data.
+            LakeError: ``data`` is not a table name or rows, an unknown table, or an ``on``
+                that does not fit the data.
         """
-        lake = self._lake
-        rel = lake.table(data) if isinstance(data, str) else lake.relation(data)
+        rel = self._lake.table_or_rows(data, what="filter: data")
         if self.full:
             return rel
         try:
@@ -195,7 +197,7 @@ def changed_keys(lake: Lakehouse, changes: Changes, exprs: Sequence[str]) -> Key
     return Keys(lake, columns, lambda: changes.rows.project(select).union(changes.deleted.project(select)), what=span)
 
 
-def query_keys(lake: Lakehouse, data: Any, inputs: Mapping[str, Keys | duckdb.DuckDBPyRelation]) -> Keys:
+def query_keys(lake: Lakehouse, data: Rows, inputs: Mapping[str, Keys | duckdb.DuckDBPyRelation]) -> Keys:
     """Keys found by a query; ``inputs`` name the key sets (or relations) it reads.
 
     The inputs are computed now and the query is checked, but it runs only when the
@@ -204,8 +206,8 @@ def query_keys(lake: Lakehouse, data: Any, inputs: Mapping[str, Keys | duckdb.Du
     Raises:
         LakeError: a bad input name or a query DuckDB rejects.
     """
-    views = {quote_ident(name): value.relation() if isinstance(value, Keys) else lake.relation(value)
-             for name, value in inputs.items()}
+    views = {quote_ident(name): value.relation() if isinstance(value, Keys)
+             else lake.relation(value, what=f"keys: {name}") for name, value in inputs.items()}
 
     def bound() -> duckdb.DuckDBPyRelation:
         # The names are (re)bound to this query's own inputs each time: another
@@ -215,14 +217,14 @@ def query_keys(lake: Lakehouse, data: Any, inputs: Mapping[str, Keys | duckdb.Du
                 rel.create_view(name.strip('"'), replace=True)
             except duckdb.Error as exc:
                 raise LakeError(f"keys: input {name} cannot be used: {exc}") from exc
-        return lake.relation(data)
+        return lake.relation(data, what="keys: data")
 
     rel = bound()
     what = "query over " + ", ".join(inputs) if inputs else "query"
     return Keys(lake, rel.columns, bound, what=what)
 
 
-def sync(lake: Lakehouse, name: str, data: Any, *, key: str | Sequence[str], full_refresh: bool = False,
+def sync(lake: Lakehouse, name: str, data: Rows, *, key: str | Sequence[str], full_refresh: bool = False,
          partition_by: str | Sequence[str] | None = None,
          expect: Mapping[str, Mapping[str, Any]] | None = None) -> WriteResult:
     """Make ``name`` hold exactly the rows of ``data``, writing only the rows that differ.
@@ -241,14 +243,14 @@ def sync(lake: Lakehouse, name: str, data: Any, *, key: str | Sequence[str], ful
     keys = (key,) if isinstance(key, str) else tuple(key)
     if not keys:
         raise LakeError(f"sync to {name}: key=... names the column(s) that identify a row")
-    rel = lake.relation(data)
+    rel = lake.relation(data, what="sync: data")
     missing = [k for k in keys if k not in rel.columns]
     if missing:
         raise LakeError(f"sync to {name}: key {', '.join(missing)} is not a column of the rows "
                         f"(columns: {', '.join(rel.columns)})")
     temp = f"main.{_PREFIX}{next(_NAMES)}"
     try:
-        lake._storable(rel, name).create(temp)
+        lake.storable(rel, name).create(temp)
     except duckdb.Error as exc:
         raise LakeError(f"sync to {name}: query failed: {exc}") from exc
     new = lake.con.table(temp)

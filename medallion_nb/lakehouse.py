@@ -20,7 +20,7 @@ import duckdb
 from medallion_nb.engine import open_duckdb
 from medallion_nb.errors import LakeError
 from medallion_nb.lock import commit_guard
-from medallion_nb.names import RESERVED_LAYERS
+from medallion_nb.names import RESERVED_LAYERS, parse_table_name
 from medallion_nb.objectstore import register_filesystem
 from medallion_nb.project import Project, load_project
 from medallion_nb.reporting import recording, report_read
@@ -30,7 +30,14 @@ from medallion_nb.storage import Snapshot, TableStore, WriteResult, readable, sc
 from medallion_nb.writing import WritePath
 
 if TYPE_CHECKING:
+    import pandas as pd
+
+    from medallion_nb.engine import Rows
+    from medallion_nb.ingest import IngestReport
     from medallion_nb.lineage import Lineage
+    from medallion_nb.quality import QualityReport, Split
+    from medallion_nb.storage.changes import Consumption
+    from medallion_nb.widgets import GoldExplorer
 
 
 class Lakehouse(WritePath):
@@ -38,6 +45,20 @@ class Lakehouse(WritePath):
 
     Create it with :func:`connect`. Use it as a context manager or call
     :meth:`close` when done.
+
+    What the methods take (one rule each, never guessed from the text):
+
+    - a table (``name``, ``good``, ``bad``, ``table``): its name, ``"<layer>.<table>"``;
+    - rows (``data`` of :meth:`write`, :meth:`stage`, :meth:`sync`, :meth:`split`,
+      :meth:`write_split`, :meth:`keys`, :meth:`relation`): a DuckDB relation, SQL text
+      (a query that returns rows), a pandas DataFrame or Arrow data; a ``str`` is SQL;
+    - a table or rows (``data`` of :meth:`check` and :meth:`latest`, and
+      :meth:`Keys.filter <medallion_nb.incremental.Keys.filter>`): a table name, or rows
+      that are not text (a relation such as ``lake.sql("SELECT ...")``, a DataFrame, Arrow
+      data); a ``str`` is a table name.
+
+    Anything else raises :class:`~medallion_nb.errors.LakeError` naming the method, the
+    argument and what it takes.
     """
 
     def __init__(
@@ -56,14 +77,14 @@ class Lakehouse(WritePath):
         self.store = TableStore(project.lake)
         self.layers = tuple(layer.name for layer in project.layers)
         self.writes: list[WriteResult] = []
-        self.reports: list[Any] = []  # quality reports of checks and expectations run through this handle
+        self.reports: list[QualityReport] = []  # quality reports of checks and expectations run through this handle
         # snapshot=None: the latest commits; "published" or a run id: that published snapshot (read-only).
         self.snapshot = snapshot
         self.manifest: Manifest | None = None
         self.snapshot_note: str | None = None
         self._snapshots: dict[tuple[str, str], Snapshot] = {}  # what each view reads
-        # What this handle's notebook consumed with changes(); recorded with every write.
-        self._consumed: dict[str, Any] = {}
+        # What this handle's notebook consumed with changes() (by table); recorded with every write.
+        self.consumed: dict[str, Consumption] = {}
         self.con = open_duckdb(project, memory_limit, threads)
         register_filesystem(self.con, project.lake)  # a lake on object storage: DuckDB reads s3:// through Arrow
         for layer in self.layers:
@@ -92,15 +113,16 @@ class Lakehouse(WritePath):
         return f"<Lakehouse {self.project.name!r} at {self.project.lake} ({len(self.tables())} tables{seen})>"
 
     # -- names -----------------------------------------------------------
-    def _split(self, name: str) -> tuple[str, str]:
-        layer, dot, table = name.partition(".")
-        if not dot:
-            raise LakeError(f"table name {name!r} must be <layer>.<table>, e.g. silver.orders")
-        if layer not in self.layers:
-            raise LakeError(f"table {name!r}: {layer!r} is not a layer of this project "
-                            f"(layers: {', '.join(self.layers)})")
-        quote_ident(table)
-        return layer, table
+    def split_name(self, name: str, *, what: str | None = None) -> tuple[str, str]:
+        """``"silver.orders"`` -> ``("silver", "orders")``, checked against this project's layers.
+
+        ``what`` (e.g. ``"check: data"``) starts the message of the error.
+
+        Raises:
+            LakeError: ``name`` is not a ``"<layer>.<table>"`` string (SQL text, a relation, ...),
+                or its layer is not one of the project's.
+        """
+        return parse_table_name(name, self.layers, what=what)
 
     def _check_case(self, layer: str, table: str) -> None:
         """Refuse a table whose name differs from an existing one only in case (DuckDB names ignore case)."""
@@ -175,9 +197,9 @@ class Lakehouse(WritePath):
         """A lazy relation over ``<layer>.<table>`` (or an earlier version of it).
 
         Raises:
-            LakeError: the table or version does not exist.
+            LakeError: ``name`` is not a table name, or the table or version does not exist.
         """
-        layer, table = self._split(name)
+        layer, table = self.split_name(name, what="table: name")
         if self.manifest is not None and name not in self.manifest.tables:
             raise LakeError(f"table {name} is not in the {self.manifest}",
                             hint="connect without snapshot= to read the latest commits")
@@ -198,7 +220,7 @@ class Lakehouse(WritePath):
 
     def exists(self, name: str) -> bool:
         """Whether ``<layer>.<table>`` has been written."""
-        layer, table = self._split(name)
+        layer, table = self.split_name(name)
         if self.manifest is not None:
             return name in self.manifest.tables
         return self.store.exists(layer, table)
@@ -212,17 +234,17 @@ class Lakehouse(WritePath):
 
     def count(self, name: str) -> int:
         """Row count of a table, read from Delta's file statistics (no scan)."""
-        layer, table = self._split(name)
+        layer, table = self.split_name(name)
         return self.store.snapshot(layer, table, self._pinned(name)).rows
 
     def history(self, name: str, limit: int | None = None) -> list[dict[str, Any]]:
         """The versions of a table, newest first, with the run that wrote each."""
-        layer, table = self._split(name)
+        layer, table = self.split_name(name)
         return self.store.history(layer, table, limit)
 
     def info(self, name: str) -> dict[str, Any]:
         """Schema, row count, version and last writer (run id, and time as a UTC datetime) of a table."""
-        layer, table = self._split(name)
+        layer, table = self.split_name(name)
         pinned = self._pinned(name)
         snap = self.store.snapshot(layer, table, pinned)
         last = self.store.history(layer, table, 1)
@@ -267,8 +289,10 @@ class Lakehouse(WritePath):
         return parameter_secret(self.project, parameter)
 
     def ingest(self, source: str | None = None, *, run_date: str | None = None,
-               full_refresh: bool = False, rebuild: str | Sequence[str] = ()) -> list[Any]:
+               full_refresh: bool = False, rebuild: str | Sequence[str] = ()) -> IngestReport:
         """Load raw sources into bronze (all of them, or one by name); see :mod:`medallion_nb.ingest`.
+
+        Returns one result per source (a list that shows as tables in a notebook).
 
         ``rebuild`` names sources to reload from all their current files.
 
@@ -285,23 +309,42 @@ class Lakehouse(WritePath):
             self.refresh()
             return ingest_sources(self, source, run_date=run_date, full_refresh=full_refresh, rebuild=rebuild)
 
-    def check(self, data: Any, checks: Any, *, name: str | None = None, fail: bool = True,
-              key: str | Sequence[str] = ()) -> Any:
-        """Run quality checks on a table or relation; see :mod:`medallion_nb.quality`.
+    def check(self, data: str | Rows, checks: Mapping[str, Any], *, name: str | None = None, fail: bool = True,
+              key: str | Sequence[str] = ()) -> QualityReport:
+        """Run quality checks on a table (``"silver.orders"``) or on rows; see :mod:`medallion_nb.quality`.
 
-        ``key`` names the columns that identify a row in the report's failing examples
-        (default: the first ``unique`` check's columns, else the first column).
+        A ``str`` is a table name; for the rows of a query pass ``lake.sql("SELECT ...")``.
+        ``name`` labels the report (default: the table name, else ``rows``). ``key`` names the
+        columns that identify a row in the report's failing examples (default: the first
+        ``unique`` check's columns, else the first column).
 
         Raises:
+            LakeError: ``data`` is not a table name or rows (SQL text, for one), or the table does not exist.
             QualityError: a check failed (unless ``fail=False``) or is malformed.
         """
         from medallion_nb.quality import run_checks
 
         label = name or (data if isinstance(data, str) else "rows")
-        rel = self.table(data) if isinstance(data, str) else self.relation(data)
+        rel = self.table_or_rows(data, what="check: data")
         return run_checks(self, rel, checks, name=label, fail=fail, key=(key,) if isinstance(key, str) else key)
 
-    def split(self, data: Any, rules: Mapping[str, str]) -> Any:
+    def table_or_rows(self, data: str | Rows, *, what: str) -> duckdb.DuckDBPyRelation:
+        """A table's relation (``data`` is ``"<layer>.<table>"``), or rows given as a relation, DataFrame or Arrow data.
+
+        For the methods that take a table or rows (:meth:`check`, :meth:`latest`): a ``str``
+        is always a table name, never SQL. ``what`` (e.g. ``"check: data"``) starts the message
+        of the error.
+
+        Raises:
+            LakeError: a ``str`` that is not a table name (the hint points at ``lake.sql``), an
+                unknown table, or a value that is neither.
+        """
+        if isinstance(data, str):
+            self.split_name(data, what=what)
+            return self.table(data)
+        return self.relation(data, what=what, text=False)
+
+    def split(self, data: Rows, rules: Mapping[str, str]) -> Split:
         """Divide rows into ``good`` and ``bad`` (with reasons) by named rules.
 
         Each rule is SQL that is true for a row that must be quarantined. The
@@ -312,29 +355,31 @@ class Lakehouse(WritePath):
 
         self._splits = getattr(self, "_splits", 0) + 1
         temp = f"__split_{self._splits}"
-        tagged = split(self.relation(data), rules)
+        tagged = split(self.relation(data, what="split: data"), rules)
         try:
             tagged.all.create(temp)
         except duckdb.Error as exc:
             raise LakeError(f"split failed: {exc}") from exc
         return tagged.over(self.con.table(temp))
 
-    def latest(self, data: Any, *, key: str | Sequence[str], order_by: str) -> duckdb.DuckDBPyRelation:
-        """The latest row per key of a table or relation, e.g. the last delivery of each order.
+    def latest(self, data: str | Rows, *, key: str | Sequence[str], order_by: str) -> duckdb.DuckDBPyRelation:
+        """The latest row per key of a table (``"bronze.orders"``) or of rows, e.g. the last delivery of each order.
 
-        Same rows as ``QUALIFY row_number() OVER (PARTITION BY key ORDER BY order_by) = 1``,
-        but only duplicated keys are sorted; see :func:`medallion_nb.dedupe.latest`.
+        A ``str`` is a table name; for the rows of a query pass ``lake.sql("SELECT ...")``
+        (it is read up to three times, so a table or a cheap query). Same rows as
+        ``QUALIFY row_number() OVER (PARTITION BY key ORDER BY order_by) = 1``, but only
+        duplicated keys are sorted; see :func:`medallion_nb.dedupe.latest`.
 
         Raises:
-            LakeError: an unknown table or key column, or SQL DuckDB rejects.
+            LakeError: ``data`` is not a table name or rows (SQL text, for one), an unknown
+                table or key column, or an ``order_by`` DuckDB rejects.
         """
         from medallion_nb.dedupe import latest
 
-        rel = self.table(data) if isinstance(data, str) and "." in data and " " not in data.strip() \
-            else self.relation(data)
+        rel = self.table_or_rows(data, what="latest: data")
         return latest(rel, (key,) if isinstance(key, str) else tuple(key), order_by)
 
-    def quality(self) -> Any:
+    def quality(self) -> pd.DataFrame:
         """Every check run through this handle (expectations on writes, ``check``), one row per check.
 
         A small pandas DataFrame: table, action, check, target, result in words
@@ -353,13 +398,13 @@ class Lakehouse(WritePath):
 
         return project_lineage(self.project, read_stats(self.project))
 
-    def explore(self, table: str | None = None, **options: Any) -> Any:
+    def explore(self, table: str | None = None, **options: Any) -> GoldExplorer:
         """Open the gold explorer widget on this lake; see :mod:`medallion_nb.widgets`."""
         from medallion_nb.widgets import GoldExplorer
 
         return GoldExplorer(self, table, **options)
 
-    def summary(self) -> Any:
+    def summary(self) -> pd.DataFrame:
         """The writes made through this handle, as a small pandas DataFrame.
 
         ``inserted`` and ``updated`` appear only when a merge was made (blank for other modes).

@@ -35,24 +35,29 @@ WRITE_MODES = ("replace", "append", "merge", "replace_where")
 LOAD_MODES = ("replace", "append", "merge")
 
 
-def parse_table_name(name: object, layers: tuple[str, ...] | None = None) -> tuple[str, str]:
+def parse_table_name(name: object, layers: tuple[str, ...] | None = None, *,
+                     what: str | None = None) -> tuple[str, str]:
     """``"silver.orders"`` -> ``("silver", "orders")``, checked (against ``layers`` when given).
+
+    ``what`` names the argument for the message, e.g. ``"check: data"``.
 
     Raises:
         LakeError: ``name`` is not a string, not ``<layer>.<table>`` (e.g. SQL text), names a
             layer not in ``layers``, or a table that is not a plain name.
     """
+    at = f"{what}: " if what else ""
     if not isinstance(name, str):
-        raise LakeError(f"expected a table name ({TABLE_NAME_RULE}), got {_kind(name)}")
+        raise LakeError(f"{at}expected a table name ({TABLE_NAME_RULE}), got {kind_of(name)}")
     layer, dot, table = name.partition(".")
     if not dot or any(ch.isspace() for ch in name):
-        raise LakeError(f"table name {name!r} must be {TABLE_NAME_RULE}",
+        raise LakeError(f"{at}table name {name!r} must be {TABLE_NAME_RULE}",
                         hint="for the rows of a query, pass lake.sql('SELECT ...') instead of a table name"
                         if any(ch.isspace() for ch in name) else None)
     if layers is not None and layer not in layers:
-        raise LakeError(f"table {name!r}: {layer!r} is not a layer of this project (layers: {', '.join(layers)})")
+        raise LakeError(f"{at}table {name!r}: {layer!r} is not a layer of this project "
+                        f"(layers: {', '.join(layers)})")
     if not IDENT.match(table):
-        raise LakeError(f"{table!r} is not a valid name (letters, digits and _, not starting with a digit)")
+        raise LakeError(f"{at}{table!r} is not a valid name (letters, digits and _, not starting with a digit)")
     return layer, table
 
 
@@ -78,7 +83,7 @@ def check_project_name(name: object) -> str:
     return name
 
 
-def _kind(value: object) -> str:
+def kind_of(value: object) -> str:
     """What a value is, for a message: ``a DuckDBPyRelation``, ``an int (3)``."""
     if value is None:
         return "None"

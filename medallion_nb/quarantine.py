@@ -135,14 +135,14 @@ def staged_split(lake: Lakehouse, rel: duckdb.DuckDBPyRelation, rules: Mapping[s
     if mode == "merge" and not keys:
         raise LakeError(f"write_split to {good} and {bad}: mode merge needs key=... (the columns that identify a row)")
     for name in (good, bad):
-        lake._split(name)
+        lake.split_name(name)
     bad_mode = mode if mode in LOAD_MODES else "append"
     good_options, bad_options = dict(good_options or {}), {}
     if where is not None:
         good_options["where"] = where
         bad_mode, bad_options = "replace_where", {"where": where}
     # Types Delta cannot store (HUGEINT, ...) are cast before they reach Arrow, as lake.write does.
-    tagged = lake._storable(split(rel, rules).all, good)
+    tagged = lake.storable(split(rel, rules).all, good)
     try:
         reader = tagged.to_arrow_reader(BATCH_ROWS)
     except duckdb.Error as exc:

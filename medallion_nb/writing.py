@@ -30,22 +30,33 @@ from medallion_nb.storage import (
 )
 
 if TYPE_CHECKING:
+    from deltalake import Transaction
+
+    from medallion_nb.engine import Rows
     from medallion_nb.lakehouse import Lakehouse
+    from medallion_nb.quarantine import SplitResult
 
 
 class WritePath:
     """Writing to the lake; mixed into :class:`~medallion_nb.lakehouse.Lakehouse`."""
 
-    def relation(self: Lakehouse, data: Any) -> duckdb.DuckDBPyRelation:
-        """Turn SQL text, a relation, a DataFrame or Arrow data into a relation."""
-        rel = to_relation(self.con, data)
+    def relation(self: Lakehouse, data: Rows, *, what: str = "data", text: bool = True) -> duckdb.DuckDBPyRelation:
+        """Turn rows into a relation: a DuckDB relation as is, SQL text (a query), a pandas DataFrame or Arrow data.
+
+        ``what`` names the argument in messages (e.g. ``"write: data"``). With ``text=False``
+        a ``str`` is refused too (for arguments where a ``str`` is a table name).
+
+        Raises:
+            LakeError: a query DuckDB rejects or that returns no rows, or a value that is not rows.
+        """
+        rel = to_relation(self.con, data, what=what, text=text)
         if isinstance(data, str):
             self._read_sql(data)
         return rel
 
-    def write(self: Lakehouse, name: str, data: Any, *, mode: str = "replace",
+    def write(self: Lakehouse, name: str, data: Rows, *, mode: str = "replace",
               key: str | Sequence[str] | None = None, where: str | Keys | None = None,
-              partition_by: str | Sequence[str] | None = None, delete: Any = None,
+              partition_by: str | Sequence[str] | None = None, delete: Rows | None = None,
               metadata: Mapping[str, str] | None = None, expect: Mapping[str, Mapping[str, Any]] | None = None,
               quarantine: str | None = None) -> WriteResult:
         """Write rows to ``<layer>.<table>`` in one atomic commit.
@@ -81,6 +92,7 @@ class WritePath:
         """
         from medallion_nb.expectations import expectations_for, write_expected
 
+        self.split_name(name, what="write: name")
         mode, where = scoped(mode, where)
         groups = expectations_for(self, name, expect)
         if groups is not None:
@@ -88,16 +100,18 @@ class WritePath:
             keys = (key,) if isinstance(key, str) else tuple(key or ())
             parts = (partition_by,) if isinstance(partition_by, str) else partition_by
             options = {k: v for k, v in (("where", where), ("partition_by", tuple(parts or ()) or None),
-                                         ("delete", self.relation(delete) if delete is not None else None))
+                                         ("delete", self.relation(delete, what="write: delete")
+                                                      if delete is not None else None))
                        if v is not None}
-            return write_expected(self, name, self._storable(self.relation(data), name), groups, mode=mode,
+            rel = self.storable(self.relation(data, what="write: data"), name)
+            return write_expected(self, name, rel, groups, mode=mode,
                                   key=keys, metadata=metadata, quarantine=quarantine, options=options)
         staged = self.stage(name, data, mode=mode, key=key, where=where, partition_by=partition_by, delete=delete)
         return staged.commit(metadata)
 
-    def stage(self: Lakehouse, name: str, data: Any, *, mode: str = "replace",
+    def stage(self: Lakehouse, name: str, data: Rows, *, mode: str = "replace",
               key: str | Sequence[str] | None = None, where: str | Keys | None = None,
-              partition_by: str | Sequence[str] | None = None, delete: Any = None) -> Staged:
+              partition_by: str | Sequence[str] | None = None, delete: Rows | None = None) -> Staged:
         """Write the rows for a :meth:`write` as Parquet without committing them (stage, audit, commit).
 
         The returned :class:`~medallion_nb.storage.Staged` reads the staged rows
@@ -108,14 +122,15 @@ class WritePath:
         Raises:
             LakeError: as for :meth:`write`; nothing is left behind.
         """
+        layer, table = self.split_name(name, what="write: name")
         self._check_writable(f"write to {name}")
-        self._check_case(*self._split(name))
+        self._check_case(layer, table)
         mode, where = scoped(mode, where)
         keys = (key,) if isinstance(key, str) else tuple(key or ())
         parts = (partition_by,) if isinstance(partition_by, str) else \
             (tuple(partition_by) if partition_by is not None else None)
-        rel = self._storable(self.relation(data), name)
-        removed = self.relation(delete) if delete is not None else None
+        rel = self.storable(self.relation(data, what="write: data"), name)
+        removed = self.relation(delete, what="write: delete") if delete is not None else None
         return stage(self, name, rel, mode=mode, keys=keys, where=where, partition_by=parts, delete=removed)
 
     def changes(self: Lakehouse, name: str, *, full_refresh: bool = False) -> Changes:
@@ -135,7 +150,7 @@ class WritePath:
         self._read(name, "changes")  # in the run's write log, for lineage
         return found
 
-    def keys(self: Lakehouse, data: Any, **inputs: Keys | duckdb.DuckDBPyRelation) -> Keys:
+    def keys(self: Lakehouse, data: Rows, **inputs: Keys | duckdb.DuckDBPyRelation) -> Keys:
         """The keys a query finds, as a :class:`~medallion_nb.incremental.Keys` set.
 
         ``inputs`` name key sets (or relations) the SQL reads, e.g. the orders of the
@@ -152,7 +167,7 @@ class WritePath:
         """
         return query_keys(self, data, inputs)
 
-    def sync(self: Lakehouse, name: str, data: Any, *, key: str | Sequence[str], full_refresh: bool = False,
+    def sync(self: Lakehouse, name: str, data: Rows, *, key: str | Sequence[str], full_refresh: bool = False,
              partition_by: str | Sequence[str] | None = None,
              expect: Mapping[str, Mapping[str, Any]] | None = None) -> WriteResult:
         """Make ``name`` hold exactly ``data``, rewriting only the rows that differ (by ``key``).
@@ -166,13 +181,15 @@ class WritePath:
             LakeError: bad name or key, a failing query, or a failed commit.
             ExpectationError: a ``fail`` expectation failed.
         """
+        self.split_name(name, what="sync: name")
         self._check_writable(f"sync to {name}")
         return sync(self, name, data, key=key, full_refresh=full_refresh, partition_by=partition_by, expect=expect)
 
-    def write_split(self: Lakehouse, data: Any, rules: Mapping[str, str], *, good: str, bad: str,
+    def write_split(self: Lakehouse, data: Rows, rules: Mapping[str, str], *, good: str, bad: str,
                     good_columns: str = "*", bad_columns: str = "*", mode: str = "replace",
                     key: str | Sequence[str] | None = None, expect: Mapping[str, Any] | None = None,
-                    where: str | Keys | None = None, partition_by: str | Sequence[str] | None = None) -> Any:
+                    where: str | Keys | None = None,
+                    partition_by: str | Sequence[str] | None = None) -> SplitResult:
         """Write the rows that break no rule to ``good`` and the others, with reasons, to ``bad``.
 
         Each rule is SQL that is true for a row to quarantine; ``bad_columns``
@@ -191,11 +208,13 @@ class WritePath:
         """
         from medallion_nb.quarantine import write_split
 
+        self.split_name(good, what="write_split: good")
+        self.split_name(bad, what="write_split: bad")
         self._check_writable(f"write to {good}")
         mode, where = scoped(mode, where)
-        return write_split(self, self.relation(data), rules, good=good, bad=bad, good_columns=good_columns,
-                           bad_columns=bad_columns, mode=mode, key=key, expect=expect, where=where,
-                           partition_by=partition_by)
+        return write_split(self, self.relation(data, what="write_split: data"), rules, good=good, bad=bad,
+                           good_columns=good_columns, bad_columns=bad_columns, mode=mode, key=key, expect=expect,
+                           where=where, partition_by=partition_by)
 
     def vacuum(self: Lakehouse, name: str | None = None, *, retain_hours: int = 168,
                dry_run: bool = False) -> dict[str, list[str]]:
@@ -216,7 +235,7 @@ class WritePath:
         self._check_writable("vacuum")
         tables = None
         if name:
-            layer, table = self._split(name)
+            layer, table = self.split_name(name, what="vacuum: name")
             if not self.store.exists(layer, table):
                 raise LakeError(f"vacuum: table {name} does not exist")
             tables = [(layer, table)]
@@ -225,25 +244,37 @@ class WritePath:
             self.refresh()
         return removed
 
-    def _storable(self: Lakehouse, rel: duckdb.DuckDBPyRelation, name: str) -> duckdb.DuckDBPyRelation:
-        """Cast columns whose DuckDB type Delta cannot store to the nearest type it can."""
+    # -- for the modules that build on the write path (expectations, quarantine, incremental, storage) --
+    def storable(self: Lakehouse, rel: duckdb.DuckDBPyRelation, name: str) -> duckdb.DuckDBPyRelation:
+        """``rel`` with the columns whose DuckDB type Delta cannot store cast to the nearest type it can.
+
+        Raises:
+            LakeError: a column name that is not a plain name, or duplicate column names.
+        """
         exprs = storable_columns(rel, name)
         return rel.project(", ".join(exprs)) if exprs else rel
 
-    # -- hooks of a commit (see storage.stage.Staged.commit) --------------
-    def _commit_metadata(self: Lakehouse, mode: str) -> dict[str, str]:
+    def commit_metadata(self: Lakehouse, mode: str) -> dict[str, str]:
+        """What every commit through this handle records: the mode, the run id and the notebook."""
         meta = {METADATA_PREFIX + "mode": mode, METADATA_PREFIX + "run_id": self.run_id}
         if self.notebook:
             meta[METADATA_PREFIX + "notebook"] = self.notebook
         return meta
 
-    def _consumption_for(self: Lakehouse, name: str, mode: str, rows: int,
-                         deleting: bool) -> tuple[list[Any], Snapshot | None]:
+    def consumption_for(self: Lakehouse, name: str, mode: str, rows: int,
+                        deleting: bool) -> tuple[list[Transaction], Snapshot | None]:
+        """The ``txn`` actions a commit to ``name`` carries (what :meth:`changes` consumed), and the
+        snapshot to report instead when the commit would change and record nothing.
+
+        Raises:
+            LakeError: an append would add again rows of a change the table partly holds.
+        """
         return consumption_for(self, name, mode, rows, deleting)
 
-    def _committed(self: Lakehouse, result: WriteResult) -> None:
+    def committed(self: Lakehouse, result: WriteResult) -> None:
+        """After a commit: read the new version, keep the write for :meth:`summary` and log it for the run."""
         self.__dict__.pop("_txn_handles", None)  # see storage.changes._recorded
-        layer, table = self._split(result.table)
+        layer, table = self.split_name(result.table)
         self._register(layer, table, result.snapshot or self.store.snapshot(layer, table))
         self.writes.append(result)
         report_write(result, run_id=self.run_id)

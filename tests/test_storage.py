@@ -71,7 +71,7 @@ def test_duckdb_written_tables_read_back_like_delta_rs_written_ones(lake):
     new = lake.write("silver.new", ALL_TYPES)
     assert (new.rows, new.total_rows) == (2000, 2000)
     # The same rows through delta-rs' own writer, the way tables were written before.
-    rel = lake._storable(lake.relation(ALL_TYPES), "silver.old")
+    rel = lake.storable(lake.relation(ALL_TYPES), "silver.old")
     lake.store.write_arrow("silver", "old", rel.to_arrow_reader(1000), mode="replace")
     ours = deltalake.DeltaTable(str(folder(lake, "silver.new")))
     theirs = deltalake.DeltaTable(str(folder(lake, "silver.old")))

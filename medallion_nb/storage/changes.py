@@ -133,7 +133,7 @@ def read_changes(lake: Lakehouse, name: str, *, full_refresh: bool = False) -> C
     if not lake.notebook:
         raise LakeError(f"changes({name!r}) needs to know which notebook consumes it",
                         hint="open the lake with mnb.connect(project_dir, notebook='<name>')")
-    layer, table = lake._split(name)
+    layer, table = lake.split_name(name)
     if not lake.store.exists(layer, table):
         raise LakeError(f"changes({name!r}): table {name} does not exist", hint=f"run the {layer} layer first")
     app = app_id(lake.notebook, name)
@@ -149,16 +149,16 @@ def read_changes(lake: Lakehouse, name: str, *, full_refresh: bool = False) -> C
     full = start < 0
     end = current.version
     consumption = Consumption(name, app, start, end, full)
-    previous = lake._consumed.get(name)
+    previous = lake.consumed.get(name)
     if previous is not None and previous != consumption:
         raise LakeError(f"changes({name!r}) was already read in this session up to version {previous.end}; "
                         "open a new lakehouse handle (connect) to consume newer versions")
-    lake._consumed[name] = consumption
+    lake.consumed[name] = consumption
     if full:
         return Changes(name, start, end, True, lake.table(name), _empty(lake, current), len(current.files), 0, note,
                        lake=lake)
     if start == end:
-        lake._consumed[name] = replace(consumption, empty=True)
+        lake.consumed[name] = replace(consumption, empty=True)
         return Changes(name, start, end, False, _empty(lake, current), _empty(lake, current), lake=lake)
     try:
         old = lake.store.snapshot(layer, table, start)
@@ -170,7 +170,7 @@ def read_changes(lake: Lakehouse, name: str, *, full_refresh: bool = False) -> C
     added = [f for f in current.files if f not in old_files]
     removed = [f for f in old.files if f not in new_files]
     if not added and not removed:  # commits that changed no data (metadata, consumption records)
-        lake._consumed[name] = replace(consumption, empty=True)
+        lake.consumed[name] = replace(consumption, empty=True)
     inserted = _aligned(lake, added, current, current)
     if not removed:
         return Changes(name, start, end, False, inserted, _empty(lake, current), len(added), 0, lake=lake)
@@ -190,8 +190,8 @@ def consumption_for(lake: Lakehouse, name: str, mode: str, rows: int,
     Raises:
         LakeError: an append would add again rows of a change the table partly holds.
     """
-    consumed = list(lake._consumed.values())
-    layer, table = lake._split(name)
+    consumed = list(lake.consumed.values())
+    layer, table = lake.split_name(name)
     # A write that changes no row (nothing added, nothing removed) is committed only
     # to record consumption the table does not hold yet.
     no_effect = rows == 0 and not deleting and mode in ("append", "merge", "replace_where")

@@ -193,7 +193,7 @@ class Staged:
         if not self._open:
             raise LakeError(f"the staged rows for {self.table} were already committed or aborted")
         lake, plan = self._lake, self._plan
-        layer, table = lake._split(self.table)
+        layer, table = lake.split_name(self.table)
         try:
             if plan.upload_to is not None:
                 self._upload(plan.upload_to)
@@ -202,7 +202,7 @@ class Staged:
                 removal = self._removal()
                 # Removing rows, or metadata to record (bronze's file state), make a commit worth having.
                 deleting = bool(plan.delete_files) or bool(removal and removal[0]) or bool(metadata)
-                transactions, skip = lake._consumption_for(self.table, self.mode, self.rows, deleting)
+                transactions, skip = lake.consumption_for(self.table, self.mode, self.rows, deleting)
                 if skip is not None:
                     self.abort()
                     self.result = WriteResult(self.table, self.mode, 0, skip.version, skip.rows, skipped=True,
@@ -213,7 +213,7 @@ class Staged:
                 if missing:
                     raise LakeError(f"write to {self.table}: {len(missing)} staged file(s) disappeared before the "
                                     f"commit (e.g. {missing[0]}); nothing was committed, run it again")
-                meta = {**(metadata or {}), **lake._commit_metadata(self.mode), METADATA_PREFIX + "rows": self.rows}
+                meta = {**(metadata or {}), **lake.commit_metadata(self.mode), METADATA_PREFIX + "rows": self.rows}
                 self.result = self._commit(layer, table, meta, transactions, removal)
         except (duckdb.Error, OSError) as exc:
             self.abort()
@@ -227,7 +227,7 @@ class Staged:
         self._relation = None
         if plan.scratch is not None:
             lake.store.rmtree(plan.scratch)
-        lake._committed(self.result)
+        lake.committed(self.result)
         return self.result
 
     def _upload(self, target: ObjectPath) -> None:
@@ -331,12 +331,12 @@ class Staged:
         return WriteResult(self.table, plan.mode, self.rows, snap.version, snap.rows, snapshot=snap)
 
     def _add(self, f: StagedFile) -> Any:
-        folder = self._lake.store.path(*self._lake._split(self.table))
+        folder = self._lake.store.path(*self._lake.split_name(self.table))
         stats = file_stats(f.rows, f.columns, self._plan.schema, self._plan.partition_by)
         return add_action(f.path.relative_to(folder).as_posix(), f.size, f.partition, stats)
 
     def _copy_kept(self, select_sql: str) -> list[StagedFile]:
-        folder = self._lake.store.path(*self._lake._split(self.table))
+        folder = self._lake.store.path(*self._lake.split_name(self.table))
         return copy_rows(self._lake.con, select_sql, folder, self._plan.partition_by)
 
 
@@ -350,7 +350,7 @@ def stage(lake: Lakehouse, name: str, rel: duckdb.DuckDBPyRelation, *, mode: str
     Raises:
         LakeError: bad mode, key, partitioning or ``where``; a failing query (no file is left behind).
     """
-    layer, table = lake._split(name)
+    layer, table = lake.split_name(name)
     if mode not in WRITE_MODES:
         raise LakeError(f"write to {name}: mode {mode!r} is not one of {', '.join(WRITE_MODES)}")
     con = con or lake.con
