@@ -19,8 +19,11 @@
 
 The rows are staged once (DuckDB writes them as Parquet; with ``quarantine`` both
 sides in one pass over the input), audited on the staged files, then committed or
-thrown away: a failed check never becomes a table's current version. The report is on the returned result
-(``result.report``) and in the run's write log.
+thrown away: a failed check never becomes a table's current version. The report
+is on the returned result (``result.report``) and in the run's write log.
+``lake.write_split`` (:func:`write_split`) audits its ``good`` rows the same way
+before either side is committed; the quarantine mechanics (rules, one-pass
+staging of both sides) are in :mod:`medallion_nb.quarantine`.
 """
 
 from __future__ import annotations
@@ -33,26 +36,16 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from medallion_nb.checkspec import ACTIONS, columns_named, expect_problems, merge_expect
-from medallion_nb.errors import ExpectationError, QualityError
+from medallion_nb.errors import ExpectationError, LakeError, QualityError
 from medallion_nb.lock import commit_guard
-from medallion_nb.quality import (
-    REASON_COLUMN,
-    CheckResult,
-    QualityReport,
-    evaluate,
-    row_conditions,
-    unique_keys,
-)
-from medallion_nb.quarantine import staged_split
+from medallion_nb.names import WRITE_MODES
+from medallion_nb.quality import CheckResult, QualityReport, evaluate
+from medallion_nb.quarantine import REASON_COLUMN, SplitResult, quarantine_rules, quarantine_table, staged_split
 from medallion_nb.reporting import report_expectations
-from medallion_nb.sql import quote_name
 from medallion_nb.storage import WriteResult
 
 if TYPE_CHECKING:
     from medallion_nb.lakehouse import Lakehouse
-
-QUARANTINE_SUFFIX = "_quarantine"
-
 
 @dataclass(frozen=True)
 class CheckedWrite(WriteResult):
@@ -98,20 +91,6 @@ def parse_expect(expect: Any, name: str, columns: Sequence[str]) -> dict[str, Ma
     if problems:
         raise QualityError(f"expectations for {name} are invalid:\n" + "\n".join(f"  - {p}" for p in problems))
     return {action: expect[action] for action in ACTIONS if action in expect}
-
-
-def quarantine_rules(checks: Mapping[str, Any]) -> dict[str, str]:
-    """``{rule name: SQL true for a row to quarantine}`` for the checks of the ``quarantine`` action."""
-    rules = {CheckResult(kind, target, 1).rule: cond for kind, target, cond in row_conditions(checks)}
-    for cols in unique_keys(checks):
-        key = ", ".join(quote_name(c) for c in cols)
-        rules[CheckResult("unique", ", ".join(cols), 1).rule] = f"count(*) OVER (PARTITION BY {key}) > 1"
-    return rules
-
-
-def quarantine_table(name: str, quarantine: str | None) -> str:
-    """Where the quarantined rows of ``name`` go: ``quarantine``, or ``<layer>.<table>_quarantine``."""
-    return quarantine or name + QUARANTINE_SUFFIX
 
 
 def audit(good: duckdb.DuckDBPyRelation, bad: duckdb.DuckDBPyRelation | None, groups: Mapping[str, Mapping[str, Any]],
@@ -194,6 +173,58 @@ def write_expected(lake: Lakehouse, name: str, rel: duckdb.DuckDBPyRelation, exp
             bad_result = bad.commit() if keep else None
     report_expectations(report, run_id=lake.run_id, committed=True)
     return _checked(result, report, bad_result)
+
+
+def write_split(lake: Lakehouse, rel: duckdb.DuckDBPyRelation, rules: Mapping[str, str], *, good: str, bad: str,
+                good_columns: str = "*", bad_columns: str = "*", mode: str = "replace",
+                key: str | Sequence[str] | None = None, expect: Mapping[str, Any] | None = None,
+                where: str | None = None, partition_by: str | Sequence[str] | None = None) -> SplitResult:
+    """Write the rows of ``rel`` that break no rule to ``good``, the others to ``bad``.
+
+    Each rule is SQL that is true for a row that must be quarantined (as in
+    :func:`medallion_nb.quarantine.split`). ``good_columns`` and ``bad_columns``
+    are the select lists written to each table; ``bad_columns`` can name
+    ``_quarantine_reason`` (the rules a row broke, "; "-separated).
+
+    With ``mode="merge"`` both tables are merged by ``key``, and a key that lands on
+    one side is deleted from the other: a row re-delivered with a fix leaves the
+    quarantine, a row that went bad leaves the good table, and neither keeps a stale copy.
+    With ``mode="replace_where"`` both tables replace the rows matching ``where`` (the keys
+    a run recomputed): a row now on one side is gone from the other, and a row that no
+    longer exists is gone from both. ``partition_by`` partitions ``good`` (when it is
+    created or replaced).
+
+    ``expect`` (``fail`` / ``warn`` checks, plus those declared for ``good`` in
+    medallion.yaml) is evaluated on the staged ``good`` rows before anything is
+    committed: a failing ``fail`` check commits neither table.
+
+    Raises:
+        LakeError: a bad table name, mode or key, a projection DuckDB rejects, or a
+            failed write (a table whose commit failed is unchanged).
+        ExpectationError: a ``fail`` expectation failed; nothing was committed.
+    """
+    if mode not in WRITE_MODES:
+        raise LakeError(f"write_split to {good} and {bad}: mode {mode!r} is not one of {', '.join(WRITE_MODES)}")
+    keys = (key,) if isinstance(key, str) else tuple(key or ())
+    groups = expectations_for(lake, good, expect)
+    if groups and "quarantine" in groups:
+        raise QualityError(f"write_split to {good}: quarantine rows with the split's rules; "
+                           "its expectations take fail and warn")
+    if mode == "replace_where" and not where:
+        raise LakeError(f"write_split to {good} and {bad}: mode replace_where needs where=... (the rows to replace)")
+    options = {"partition_by": (partition_by,) if isinstance(partition_by, str) else tuple(partition_by)} \
+        if partition_by is not None else None
+    with staged_split(lake, rel, rules, good=good, bad=bad, good_columns=good_columns, bad_columns=bad_columns,
+                      mode=mode, keys=keys, where=where, good_options=options) as (good_staged, bad_staged, counts):
+        report = audit_staged(lake, good, groups, good_staged.relation, rows=good_staged.rows, key=keys) \
+            if groups else None
+        with commit_guard(lake):
+            good_result = good_staged.commit()
+            bad_result = bad_staged.commit()
+    if report is not None:
+        report_expectations(report, run_id=lake.run_id, committed=True)
+    ordered = dict(sorted(counts.items(), key=lambda item: (item[0] != "passed", -item[1], item[0])))
+    return SplitResult(good_result, bad_result, ordered, report)
 
 
 def _checked(result: WriteResult, report: QualityReport, quarantined: WriteResult | None) -> CheckedWrite:

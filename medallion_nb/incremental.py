@@ -270,7 +270,7 @@ def sync(lake: Lakehouse, name: str, data: Rows, *, key: str | Sequence[str], fu
     return lake.write(name, changed.filter(new), mode="replace_where", where=changed, **options)
 
 
-def scoped(mode: str, where: Any) -> tuple[str, str | None]:
+def scoped(mode: str, where: str | Keys | None) -> tuple[str, str | None]:
     """The write mode and SQL condition for ``where`` given as :class:`Keys` (full: a replace)."""
     if not isinstance(where, Keys):
         return mode, where

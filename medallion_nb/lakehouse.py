@@ -35,7 +35,8 @@ if TYPE_CHECKING:
     from medallion_nb.engine import Rows
     from medallion_nb.ingest import IngestReport
     from medallion_nb.lineage import Lineage
-    from medallion_nb.quality import QualityReport, Split
+    from medallion_nb.quality import QualityReport
+    from medallion_nb.quarantine import Split
     from medallion_nb.storage.changes import Consumption
     from medallion_nb.widgets import GoldExplorer
 
@@ -351,7 +352,7 @@ class Lakehouse(WritePath):
         tagged rows are computed once into a temporary table (DuckDB spills it
         to disk when memory is short), so writing both halves reads the input once.
         """
-        from medallion_nb.quality import split
+        from medallion_nb.quarantine import split
 
         self._splits = getattr(self, "_splits", 0) + 1
         temp = f"__split_{self._splits}"

@@ -28,6 +28,7 @@ import socket
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from medallion_nb.errors import LakeError
@@ -167,8 +168,6 @@ class Lease:
 
 def live(data: dict[str, Any]) -> bool:
     """Whether a lease record still holds: not released, not expired, and on this host its pid is alive."""
-    from medallion_nb.lock import pid_alive
-
     if not data or data.get("released"):
         return False
     try:
@@ -179,3 +178,19 @@ def live(data: dict[str, Any]) -> bool:
         return False
     pid = data.get("pid")
     return not (data.get("host") == socket.gethostname() and isinstance(pid, int) and not pid_alive(pid))
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (not Linux): existence is all we can tell
+    # The state letter follows the command name, which is in parentheses and may contain spaces.
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]

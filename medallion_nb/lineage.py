@@ -26,7 +26,7 @@ from typing import Any
 
 import duckdb
 
-from medallion_nb.errors import MedallionError, ProjectError
+from medallion_nb.errors import MedallionError, ProjectError, UsageError
 from medallion_nb.names import TABLE_NAME
 from medallion_nb.project import Layer, Project
 
@@ -89,11 +89,23 @@ class Lineage:
             return str(path)
 
     def notebook(self, name: str | Path) -> NotebookLineage:
-        """The notebook by path (absolute, or relative to the project folder)."""
+        """The notebook by path (absolute, or relative to the project folder).
+
+        Raises:
+            UsageError: no notebook of the project has that path.
+        """
+        found = self.find(name)
+        if found is None:
+            known = ", ".join(self.relative(nb.notebook) for nb in self.notebooks) or "none"
+            raise UsageError(f"lineage: no notebook {str(name)!r} in the project (notebooks: {known})")
+        return found
+
+    def find(self, name: str | Path) -> NotebookLineage | None:
+        """The notebook by path (absolute, or relative to the project folder), or None."""
         for nb in self.notebooks:
             if Path(name) == nb.notebook or str(name) == self.relative(nb.notebook):
                 return nb
-        raise KeyError(name)
+        return None
 
     @property
     def writers(self) -> dict[str, NotebookLineage]:

@@ -34,7 +34,7 @@ from typing import Any
 
 from medallion_nb.errors import LakeError, LockHeldError
 from medallion_nb.lakemeta import lake_path, meta_dir, read_json, write_json_atomic
-from medallion_nb.lease import LEASE_FILE, Lease
+from medallion_nb.lease import LEASE_FILE, Lease, pid_alive
 from medallion_nb.objectstore import ObjectPath
 from medallion_nb.oserrors import failure
 
@@ -359,22 +359,6 @@ def check_run(lock: WriterLock, env: str) -> Holder:
         now = f"it is held by {holder}" if holder else "nobody holds it"
         raise LakeError(f"run {run_id} no longer holds the lake's writer lock ({now}); nothing was committed")
     return holder
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this host and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no /proc (not Linux): existence is all we can tell
-    # The state letter follows the command name, which is in parentheses and may contain spaces.
-    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 def _command_line() -> str:

@@ -1,4 +1,4 @@
-"""Declarative data quality checks and quarantine of bad rows.
+"""Declarative data quality checks and their reports.
 
 Checks are a plain mapping, so they read well in a notebook::
 
@@ -14,8 +14,8 @@ Checks are a plain mapping, so they read well in a notebook::
 Every check is evaluated (one scan for the row-level ones), and a failure raises
 :class:`QualityError` carrying the whole report. The report says passed or FAILED in
 words and gives a few failing examples for every kind of check: keys of the failing
-rows, or the offending values — never the rows themselves. ``split`` routes rows that
-break named rules to a quarantine relation with the reasons, instead of failing.
+rows, or the offending values — never the rows themselves. Routing rows that break
+rules to a quarantine table instead of failing is :mod:`medallion_nb.quarantine`.
 """
 
 from __future__ import annotations
@@ -32,9 +32,10 @@ from medallion_nb.errors import QualityError
 from medallion_nb.sql import literal, quote_name
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from medallion_nb.lakehouse import Lakehouse
 
-REASON_COLUMN = "_quarantine_reason"
 EXAMPLES = 3  # failing examples shown per check
 _OUTCOME = {"fail": "FAILED", "warn": "WARNING", "quarantine": "QUARANTINED"}
 _SHOWN_CHARS = 40
@@ -229,7 +230,7 @@ def run_checks(lake: Lakehouse, rel: duckdb.DuckDBPyRelation, checks: Mapping[st
     return report.raise_for_failures() if fail else report
 
 
-def summary_frame(reports: Sequence[QualityReport]) -> Any:
+def summary_frame(reports: Sequence[QualityReport]) -> pd.DataFrame:
     """One row per check of ``reports``, as a small pandas DataFrame."""
     import pandas as pd
 
@@ -299,45 +300,3 @@ def _show(value: Any) -> str:
         return "NULL"
     text = repr(value) if isinstance(value, str) else str(value)
     return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS - 3] + "..."
-
-
-@dataclass(frozen=True)
-class Split:
-    """Rows that passed the rules, and rows that did not with the reasons why."""
-
-    all: duckdb.DuckDBPyRelation
-    columns: tuple[str, ...]
-
-    @property
-    def good(self) -> duckdb.DuckDBPyRelation:
-        """The rows that broke no rule, with the input's columns."""
-        return self.all.filter(f"{REASON_COLUMN} IS NULL").project(", ".join(quote_name(c) for c in self.columns))
-
-    @property
-    def bad(self) -> duckdb.DuckDBPyRelation:
-        """The rows that broke a rule, with ``_quarantine_reason``."""
-        return self.all.filter(f"{REASON_COLUMN} IS NOT NULL")
-
-    def over(self, tagged: duckdb.DuckDBPyRelation) -> Split:
-        """The same split over an already tagged (e.g. materialised) relation."""
-        return Split(tagged, self.columns)
-
-    def counts(self) -> dict[str, int]:
-        """Rows per quarantine reason, plus ``passed``."""
-        sql = f"SELECT coalesce({REASON_COLUMN}, 'passed'), count(*) FROM _t GROUP BY 1"
-        rows = self.all.query("_t", sql).fetchall()
-        return dict(sorted(rows, key=lambda r: (r[0] != "passed", r[0])))
-
-
-def split(rel: duckdb.DuckDBPyRelation, rules: Mapping[str, str]) -> Split:
-    """Divide rows by named rules; each rule is SQL that is true for a *bad* row.
-
-    ``bad`` has every column plus ``_quarantine_reason`` listing the rules a row
-    broke ("; "-separated); ``good`` has the rows that broke none. Both are lazy.
-    """
-    if not rules:
-        raise QualityError("split needs at least one rule: {reason: SQL true for a bad row}")
-    flags = [f"CASE WHEN coalesce(({cond}), FALSE) THEN {literal(reason)} END" for reason, cond in rules.items()]
-    reason = f"concat_ws('; ', {', '.join(flags)})"
-    tagged = rel.query("_rows", f"SELECT *, nullif({reason}, '') AS {REASON_COLUMN} FROM _rows")
-    return Split(tagged, tuple(rel.columns))

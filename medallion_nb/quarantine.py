@@ -1,12 +1,14 @@
-"""Write passing rows to one table and quarantined rows to another, in one pass.
+"""Quarantine: rows that break rules go to a table of their own, with the reasons.
 
-``lake.split`` computes the tagged rows into a temporary table so both halves
-can be looked at and written; on a big fact that table is the whole input, in
-memory. :func:`write_split` streams instead: DuckDB computes the tagged rows
-once, each Arrow batch is divided in two, the passing rows (projected) stream
-straight into DuckDB's Parquet writer for their table and the quarantined rows —
-normally few — are kept and staged afterwards; then each side is committed. The
-input is computed once, so the good and the bad side always come from the same rows.
+:func:`split` tags each row with the rules it breaks (``_quarantine_reason``);
+:func:`staged_split` stages both halves for a write in one pass: DuckDB computes the
+tagged rows once, each Arrow batch is divided in two, the passing rows (projected)
+stream straight into DuckDB's Parquet writer for their table and the quarantined rows
+— normally few — are kept and staged afterwards. The input is computed once, so the
+good and the bad side always come from the same rows. (``lake.split`` instead computes
+the tagged rows into a temporary table so both halves can be looked at.) The checks of
+an expectation's ``quarantine`` action become rules here too (:func:`quarantine_rules`);
+writing both halves, audited, is :func:`medallion_nb.expectations.write_split`.
 """
 
 from __future__ import annotations
@@ -23,17 +25,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from medallion_nb.errors import LakeError, QualityError
-from medallion_nb.lock import commit_guard
-from medallion_nb.names import LOAD_MODES, WRITE_MODES
-from medallion_nb.quality import REASON_COLUMN, QualityReport, split
-from medallion_nb.reporting import report_expectations
-from medallion_nb.sql import quote_name, storable_columns
+from medallion_nb.names import LOAD_MODES
+from medallion_nb.quality import CheckResult, QualityReport, row_conditions, unique_keys
+from medallion_nb.sql import literal, quote_name, storable_columns
 from medallion_nb.storage import Staged, WriteResult, stage
 from medallion_nb.storage.stage import BATCH_ROWS
 
 if TYPE_CHECKING:
     from medallion_nb.lakehouse import Lakehouse
 
+REASON_COLUMN = "_quarantine_reason"  # the rules a quarantined row broke, "; "-separated
+QUARANTINE_SUFFIX = "_quarantine"
 _BATCH = "__split_batch"
 
 
@@ -64,58 +66,60 @@ class SplitResult:
                 + (self.report._repr_html_() if self.report else ""))
 
 
-def write_split(lake: Lakehouse, rel: duckdb.DuckDBPyRelation, rules: Mapping[str, str], *, good: str, bad: str,
-                good_columns: str = "*", bad_columns: str = "*", mode: str = "replace",
-                key: str | Sequence[str] | None = None, expect: Mapping[str, Any] | None = None,
-                where: str | None = None, partition_by: str | Sequence[str] | None = None) -> SplitResult:
-    """Write the rows of ``rel`` that break no rule to ``good``, the others to ``bad``.
+@dataclass(frozen=True)
+class Split:
+    """Rows that passed the rules, and rows that did not with the reasons why."""
 
-    Each rule is SQL that is true for a row that must be quarantined (as in
-    :func:`medallion_nb.quality.split`). ``good_columns`` and ``bad_columns``
-    are the select lists written to each table; ``bad_columns`` can name
-    ``_quarantine_reason`` (the rules a row broke, "; "-separated).
+    all: duckdb.DuckDBPyRelation
+    columns: tuple[str, ...]
 
-    With ``mode="merge"`` both tables are merged by ``key``, and a key that lands on
-    one side is deleted from the other: a row re-delivered with a fix leaves the
-    quarantine, a row that went bad leaves the good table, and neither keeps a stale copy.
-    With ``mode="replace_where"`` both tables replace the rows matching ``where`` (the keys
-    a run recomputed): a row now on one side is gone from the other, and a row that no
-    longer exists is gone from both. ``partition_by`` partitions ``good`` (when it is
-    created or replaced).
+    @property
+    def good(self) -> duckdb.DuckDBPyRelation:
+        """The rows that broke no rule, with the input's columns."""
+        return self.all.filter(f"{REASON_COLUMN} IS NULL").project(", ".join(quote_name(c) for c in self.columns))
 
-    ``expect`` (``fail`` / ``warn`` checks, plus those declared for ``good`` in
-    medallion.yaml) is evaluated on the staged ``good`` rows before anything is
-    committed: a failing ``fail`` check commits neither table.
+    @property
+    def bad(self) -> duckdb.DuckDBPyRelation:
+        """The rows that broke a rule, with ``_quarantine_reason``."""
+        return self.all.filter(f"{REASON_COLUMN} IS NOT NULL")
 
-    Raises:
-        LakeError: a bad table name, mode or key, a projection DuckDB rejects, or a
-            failed write (a table whose commit failed is unchanged).
-        ExpectationError: a ``fail`` expectation failed; nothing was committed.
+    def over(self, tagged: duckdb.DuckDBPyRelation) -> Split:
+        """The same split over an already tagged (e.g. materialised) relation."""
+        return Split(tagged, self.columns)
+
+    def counts(self) -> dict[str, int]:
+        """Rows per quarantine reason, plus ``passed``."""
+        sql = f"SELECT coalesce({REASON_COLUMN}, 'passed'), count(*) FROM _t GROUP BY 1"
+        rows = self.all.query("_t", sql).fetchall()
+        return dict(sorted(rows, key=lambda r: (r[0] != "passed", r[0])))
+
+
+def split(rel: duckdb.DuckDBPyRelation, rules: Mapping[str, str]) -> Split:
+    """Divide rows by named rules; each rule is SQL that is true for a *bad* row.
+
+    ``bad`` has every column plus ``_quarantine_reason`` listing the rules a row
+    broke ("; "-separated); ``good`` has the rows that broke none. Both are lazy.
     """
-    from medallion_nb.expectations import audit_staged, expectations_for
+    if not rules:
+        raise QualityError("split needs at least one rule: {reason: SQL true for a bad row}")
+    flags = [f"CASE WHEN coalesce(({cond}), FALSE) THEN {literal(reason)} END" for reason, cond in rules.items()]
+    reason = f"concat_ws('; ', {', '.join(flags)})"
+    tagged = rel.query("_rows", f"SELECT *, nullif({reason}, '') AS {REASON_COLUMN} FROM _rows")
+    return Split(tagged, tuple(rel.columns))
 
-    if mode not in WRITE_MODES:
-        raise LakeError(f"write_split to {good} and {bad}: mode {mode!r} is not one of {', '.join(WRITE_MODES)}")
-    keys = (key,) if isinstance(key, str) else tuple(key or ())
-    groups = expectations_for(lake, good, expect)
-    if groups and "quarantine" in groups:
-        raise QualityError(f"write_split to {good}: quarantine rows with the split's rules; "
-                           "its expectations take fail and warn")
-    if mode == "replace_where" and not where:
-        raise LakeError(f"write_split to {good} and {bad}: mode replace_where needs where=... (the rows to replace)")
-    options = {"partition_by": (partition_by,) if isinstance(partition_by, str) else tuple(partition_by)} \
-        if partition_by is not None else None
-    with staged_split(lake, rel, rules, good=good, bad=bad, good_columns=good_columns, bad_columns=bad_columns,
-                      mode=mode, keys=keys, where=where, good_options=options) as (good_staged, bad_staged, counts):
-        report = audit_staged(lake, good, groups, good_staged.relation, rows=good_staged.rows, key=keys) \
-            if groups else None
-        with commit_guard(lake):
-            good_result = good_staged.commit()
-            bad_result = bad_staged.commit()
-    if report is not None:
-        report_expectations(report, run_id=lake.run_id, committed=True)
-    ordered = dict(sorted(counts.items(), key=lambda item: (item[0] != "passed", -item[1], item[0])))
-    return SplitResult(good_result, bad_result, ordered, report)
+
+def quarantine_rules(checks: Mapping[str, Any]) -> dict[str, str]:
+    """``{rule name: SQL true for a row to quarantine}`` for the checks of the ``quarantine`` action."""
+    rules = {CheckResult(kind, target, 1).rule: cond for kind, target, cond in row_conditions(checks)}
+    for cols in unique_keys(checks):
+        key = ", ".join(quote_name(c) for c in cols)
+        rules[CheckResult("unique", ", ".join(cols), 1).rule] = f"count(*) OVER (PARTITION BY {key}) > 1"
+    return rules
+
+
+def quarantine_table(name: str, quarantine: str | None) -> str:
+    """Where the quarantined rows of ``name`` go: ``quarantine``, or ``<layer>.<table>_quarantine``."""
+    return quarantine or name + QUARANTINE_SUFFIX
 
 
 @contextlib.contextmanager

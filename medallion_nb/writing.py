@@ -198,7 +198,7 @@ class WritePath:
         landing on one side leaves the other; with ``mode="replace_where"`` and
         ``where=keys`` both sides replace the rows of those keys (an order that moved
         sides leaves the other). ``partition_by`` partitions ``good`` when it is
-        created or replaced; see :func:`medallion_nb.quarantine.write_split`.
+        created or replaced; see :func:`medallion_nb.expectations.write_split`.
         ``expect`` (``fail`` / ``warn``) is checked on the staged ``good`` rows before
         either table is committed.
 
@@ -206,7 +206,7 @@ class WritePath:
             LakeError: a bad table name, mode, key or projection, or a failed write.
             ExpectationError: a ``fail`` expectation failed; nothing was committed.
         """
-        from medallion_nb.quarantine import write_split
+        from medallion_nb.expectations import write_split
 
         self.split_name(good, what="write_split: good")
         self.split_name(bad, what="write_split: bad")

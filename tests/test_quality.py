@@ -8,7 +8,7 @@ import pytest
 
 import medallion_nb as mnb
 from medallion_nb import QualityError
-from medallion_nb.quality import REASON_COLUMN
+from medallion_nb.quarantine import REASON_COLUMN
 from tests.conftest import write_project
 
 DATA = """

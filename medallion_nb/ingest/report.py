@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medallion_nb.storage import WriteResult
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,7 @@ class IngestReport(list):
     def warnings(self) -> list[str]:
         return [f"{r.source}: {w}" for r in self for w in r.warnings]
 
-    def files(self) -> Any:
+    def files(self) -> pd.DataFrame:
         """Per file: source, lines, rows loaded, rows rejected and a note, as a pandas DataFrame."""
         import pandas as pd
 

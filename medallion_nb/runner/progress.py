@@ -214,10 +214,8 @@ class KestraOutputs(RunObserver):
 
         layer = next(lay for lay in record.layers if notebook in lay.notebooks)
         written = {t.table: t for t in layer.tables if t.notebook == notebook.notebook}
-        try:
-            owned = project_lineage(self.project).notebook(notebook.notebook).writes
-        except KeyError:
-            owned = ()
+        found = project_lineage(self.project).find(notebook.notebook)
+        owned = found.writes if found is not None else ()
         store = TableStore(self.project.lake)
         for table in dict.fromkeys([*written, *owned]):
             if table in written:

@@ -28,9 +28,8 @@ def run_tables(project: Project, notebooks: list[str], written: dict[str, int]) 
     lineage = project_lineage(project)
     tables: dict[str, int] = {}
     for name in notebooks:
-        try:
-            nb = lineage.notebook(name)
-        except KeyError:
+        nb = lineage.find(name)
+        if nb is None:
             continue
         for table in nb.writes:
             version = table_version(project.lake, table)

@@ -15,19 +15,21 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
 import medallion_nb as mnb
 from medallion_nb.errors import MedallionError
-from medallion_nb.lakehouse import Lakehouse
 from medallion_nb.widgets import charts
 from medallion_nb.widgets import queries as q
 from medallion_nb.widgets import render as r
 from medallion_nb.widgets.explorer import GoldExplorer, _measure, _problem
 from medallion_nb.widgets.sandbox import DEFAULT_TIMEOUT
 from medallion_nb.widgets.serve import PROJECT_ENV
+
+if TYPE_CHECKING:
+    from medallion_nb.lakehouse import Lakehouse
 
 MAX_AUTO_CHARTS = 4
 

@@ -12,20 +12,22 @@ import contextlib
 import html
 import io
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import ipywidgets as w
 import pyarrow.csv as pacsv
 
 from medallion_nb.errors import LakeError, MedallionError
-from medallion_nb.lakehouse import Lakehouse
 from medallion_nb.widgets import charts, readonly
 from medallion_nb.widgets import queries as q
 from medallion_nb.widgets import render as r
 from medallion_nb.widgets.grid import DataGrid, DownloadButton
 from medallion_nb.widgets.sandbox import DEFAULT_TIMEOUT, ReadOnlyLake
 from medallion_nb.widgets.versions import VersionsPane
+
+if TYPE_CHECKING:
+    from medallion_nb.lakehouse import Lakehouse
 
 TABS = ("Preview", "Schema", "Profile", "Chart", "History", "Download")
 # Up to this many rows the profile counts every column's distinct values exactly; above it,

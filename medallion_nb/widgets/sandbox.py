@@ -24,15 +24,17 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import duckdb
 
 from medallion_nb.errors import LakeError
-from medallion_nb.lakehouse import Lakehouse
 from medallion_nb.objectstore import ObjectPath, register_filesystem
 from medallion_nb.sql import IDENT, literal, quote_ident, quote_name
 from medallion_nb.widgets.queries import FilterError
+
+if TYPE_CHECKING:
+    from medallion_nb.lakehouse import Lakehouse
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT = 30.0  # seconds a single explorer query may run

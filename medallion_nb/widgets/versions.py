@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import ipywidgets as w
 
 from medallion_nb.errors import MedallionError
-from medallion_nb.lakehouse import Lakehouse
 from medallion_nb.widgets import queries as q
 from medallion_nb.widgets import render as r
 from medallion_nb.widgets.sandbox import ReadOnlyLake
+
+if TYPE_CHECKING:
+    from medallion_nb.lakehouse import Lakehouse
 
 # Given a relation, the page of it the explorer shows (its sort, page size and page), and that page's first row.
 Pager = Callable[[duckdb.DuckDBPyRelation], tuple[duckdb.DuckDBPyRelation, int]]
