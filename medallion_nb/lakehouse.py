@@ -84,6 +84,8 @@ class Lakehouse(WritePath):
         self.manifest: Manifest | None = None
         self.snapshot_note: str | None = None
         self._snapshots: dict[tuple[str, str], Snapshot] = {}  # what each view reads
+        self._reads: set[tuple[str, str]] = set()  # (table, how) already in the run's write log
+        self._splits = 0  # temporary tables made by split()
         # What this handle's notebook consumed with changes() (by table); recorded with every write.
         self.consumed: dict[str, Consumption] = {}
         self.con = open_duckdb(project, memory_limit, threads)
@@ -189,9 +191,8 @@ class Lakehouse(WritePath):
 
     def _read(self, name: str, how: str) -> None:
         """Note in the run's write log that this notebook read ``name`` (once per table and way)."""
-        seen = self.__dict__.setdefault("_reads", set())
-        if (name, how) not in seen:
-            seen.add((name, how))
+        if (name, how) not in self._reads:
+            self._reads.add((name, how))
             report_read(name, run_id=self.run_id, how=how)
 
     def table(self, name: str, *, version: int | None = None) -> duckdb.DuckDBPyRelation:
@@ -354,7 +355,7 @@ class Lakehouse(WritePath):
         """
         from medallion_nb.quarantine import split
 
-        self._splits = getattr(self, "_splits", 0) + 1
+        self._splits += 1
         temp = f"__split_{self._splits}"
         tagged = split(self.relation(data, what="split: data"), rules)
         try:

@@ -244,3 +244,112 @@ def test_vacuum_reclaims_old_versions_and_keeps_the_current_table(lake):
     with pytest.raises(UsageError, match="retain_hours must be a number of hours >= 0, got -1"):
         lake.vacuum(retain_hours=-1)
     assert main(["vacuum", "--project", str(lake.project.root), "--retain-hours", "-1"]) == 2  # the same rule
+
+
+# -- the input contract: a table name, rows, or a table or rows; never guessed from the text ------------------
+
+ROWS_SQL = "SELECT * FROM (VALUES (1, 'a', 3), (1, 'b', 5), (2, 'c', 7)) t(id, tag, n)"
+
+
+def rows_as(kind: str, lake):
+    """The same three rows as each kind of rows the methods take."""
+    table = lake.sql(ROWS_SQL).to_arrow_table()
+    return {"relation": lambda: lake.sql(ROWS_SQL), "sql": lambda: ROWS_SQL, "dataframe": table.to_pandas,
+            "arrow": lambda: table, "batch": lambda: table.to_batches()[0],
+            "reader": lambda: pa.RecordBatchReader.from_batches(table.schema, table.to_batches())}[kind]()
+
+
+@pytest.mark.parametrize("kind", ["relation", "sql", "dataframe", "arrow", "batch", "reader"])
+def test_every_kind_of_rows_is_written_alike(lake, kind):
+    lake.write("silver.t", rows_as(kind, lake))
+    assert rows(lake, "SELECT id, tag, n FROM silver.t ORDER BY tag") == [(1, "a", 3), (1, "b", 5), (2, "c", 7)]
+    split = lake.write_split(rows_as(kind, lake), {"odd": "n % 7 = 0"}, good="silver.g", bad="silver.b")
+    assert (split.good.rows, split.bad.rows) == (2, 1)
+    assert sorted(lake.split(rows_as(kind, lake), {"big": "n > 4"}).counts().items()) == [("big", 2), ("passed", 1)]
+    assert lake.sync("silver.s", rows_as(kind, lake), key=["id", "tag"]).total_rows == 3
+
+
+@pytest.mark.parametrize("kind", ["table", "relation", "dataframe", "arrow"])
+def test_check_and_latest_take_a_table_name_or_rows(lake, kind):
+    lake.write("bronze.events", ROWS_SQL)
+    data = "bronze.events" if kind == "table" else rows_as(kind, lake)
+    assert lake.check(data, {"not_null": ["id"], "row_count": {"min": 3}}).ok
+    assert sorted(lake.latest(data, key="id", order_by="n DESC").fetchall()) == [(1, "b", 5), (2, "c", 7)]
+    keys = lake.keys("SELECT 2 AS id")
+    assert keys.filter(data).fetchall() == [(2, "c", 7)]
+
+
+@pytest.mark.parametrize("call", [
+    lambda lake: lake.check("SELECT * FROM silver.t", {"not_null": ["id"]}),
+    lambda lake: lake.latest("SELECT * FROM silver.t", key="id", order_by="n"),
+    lambda lake: lake.keys("SELECT 1 AS id").filter("SELECT * FROM silver.t"),
+], ids=["check", "latest", "filter"])
+def test_sql_text_where_a_table_name_belongs_is_named_and_points_at_lake_sql(lake, call):
+    lake.write("silver.t", ROWS_SQL)
+    with pytest.raises(LakeError) as info:
+        call(lake)
+    message = str(info.value)
+    assert "data: table name 'SELECT * FROM silver.t' must be <layer>.<table>" in message
+    assert "is not a layer" not in message
+    assert "lake.sql('SELECT ...')" in (info.value.hint or "")
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda lake: lake.write("silver.x", 42),
+     "write: data: expected a DuckDB relation, SQL text, a pandas DataFrame or Arrow data, got an int (42)"),
+    (lambda lake: lake.write(lake.sql("SELECT 1 AS id"), "SELECT 1 AS id"),
+     r"write: name: expected a table name (<layer>.<table>, e.g. silver.orders), got a DuckDBPyRelation"),
+    (lambda lake: lake.write("SELECT 1 AS id", "SELECT 1 AS id"), "write: name: table name 'SELECT 1 AS id' must be"),
+    (lambda lake: lake.write("silver.x", "SELECT 1 AS id", mode="merge", key="id", delete={"id": 1}),
+     "write: delete: expected a DuckDB relation, SQL text, a pandas DataFrame or Arrow data, got a dict"),
+    (lambda lake: lake.stage("silver.x", None), "write: data: expected a DuckDB relation"),
+    (lambda lake: lake.write_split("SELECT 1 AS id", {"r": "id > 1"}, good="silver.g", bad=None),
+     "write_split: bad: expected a table name (<layer>.<table>, e.g. silver.orders), got None"),
+    (lambda lake: lake.write_split(7, {"r": "id > 1"}, good="silver.g", bad="silver.b"),
+     "write_split: data: expected a DuckDB relation, SQL text, a pandas DataFrame or Arrow data, got an int (7)"),
+    (lambda lake: lake.split([1, 2], {"r": "id > 1"}), "split: data: expected a DuckDB relation"),
+    (lambda lake: lake.sync("silver.x", 1.5, key="id"), "sync: data: expected a DuckDB relation"),
+    (lambda lake: lake.sync("silver", "SELECT 1 AS id", key="id"), "sync: name: table name 'silver' must be"),
+    (lambda lake: lake.keys(None), "keys: data: expected a DuckDB relation"),
+    (lambda lake: lake.check(None, {"not_null": ["id"]}),
+     "check: data: expected a table name (<layer>.<table>) or rows: a DuckDB relation (e.g. lake.sql('SELECT ...')), "
+     "a pandas DataFrame or Arrow data, got None"),
+    (lambda lake: lake.latest(3, key="id", order_by="id"), "latest: data: expected a table name (<layer>.<table>) "
+                                                           "or rows"),
+    (lambda lake: lake.table("platinum.t"),
+     "table: name: table 'platinum.t': 'platinum' is not a layer of this project (layers: bronze, silver, gold)"),
+    (lambda lake: lake.vacuum("silver"), "vacuum: name: table name 'silver' must be <layer>.<table>"),
+], ids=["write-data", "write-name-relation", "write-name-sql", "write-delete", "stage-data", "write_split-bad",
+        "write_split-data", "split-data", "sync-data", "sync-name", "keys-data", "check-data", "latest-data",
+        "table-layer", "vacuum-name"])
+def test_a_wrong_input_names_the_method_argument_and_what_it_takes(lake, call, message):
+    with pytest.raises(LakeError) as info:
+        call(lake)
+    assert message in str(info.value)
+    assert lake.tables() == []  # nothing was written
+
+
+def test_a_table_name_given_as_rows_points_at_lake_table(lake):
+    lake.write("silver.t", ROWS_SQL)
+    with pytest.raises(LakeError, match=r"write: data: query failed") as info:
+        lake.write("gold.t", "silver.t")
+    assert "lake.table('silver.t')" in (info.value.hint or "")
+    assert not lake.exists("gold.t")
+
+
+def test_public_methods_say_what_they_take_and_return():
+    """No public method of the lakehouse hides a real type behind Any (``**options`` aside)."""
+    import inspect
+
+    from medallion_nb.lakehouse import Lakehouse
+
+    loose = []
+    for name, method in inspect.getmembers(Lakehouse, inspect.isfunction):
+        if name.startswith("_"):
+            continue
+        signature = inspect.signature(method)
+        if signature.return_annotation in (inspect.Signature.empty, "Any"):
+            loose.append(f"{name} returns {signature.return_annotation}")
+        loose += [f"{name}({p.name})" for p in signature.parameters.values()
+                  if p.kind is not p.VAR_KEYWORD and p.name != "self" and p.annotation in (p.empty, "Any")]
+    assert not loose, loose

@@ -432,7 +432,8 @@ def _check_keys(con: duckdb.DuckDBPyConnection, staged: Staged, name: str, keys:
     if dupes:
         sample = "; ".join(str(row[:-1] if len(row) > 2 else row[0]) for row in dupes)
         raise LakeError(f"write to {name}: merge key ({', '.join(keys)}) is not unique in the new rows "
-                        f"(e.g. {sample})", hint="deduplicate the rows first, e.g. with QUALIFY row_number()")
+                        f"(e.g. {sample})",
+                        hint="keep one row per key first, e.g. lake.latest(rows, key=..., order_by=...)")
 
 
 def _stage_delete_keys(con: duckdb.DuckDBPyConnection, delete: duckdb.DuckDBPyRelation, staged: Staged,
