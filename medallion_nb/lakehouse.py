@@ -222,7 +222,7 @@ class Lakehouse(WritePath):
 
     def exists(self, name: str) -> bool:
         """Whether ``<layer>.<table>`` has been written."""
-        layer, table = self.split_name(name)
+        layer, table = self.split_name(name, what="exists: name")
         if self.manifest is not None:
             return name in self.manifest.tables
         return self.store.exists(layer, table)
@@ -236,17 +236,17 @@ class Lakehouse(WritePath):
 
     def count(self, name: str) -> int:
         """Row count of a table, read from Delta's file statistics (no scan)."""
-        layer, table = self.split_name(name)
+        layer, table = self.split_name(name, what="count: name")
         return self.store.snapshot(layer, table, self._pinned(name)).rows
 
     def history(self, name: str, limit: int | None = None) -> list[dict[str, Any]]:
         """The versions of a table, newest first, with the run that wrote each."""
-        layer, table = self.split_name(name)
+        layer, table = self.split_name(name, what="history: name")
         return self.store.history(layer, table, limit)
 
     def info(self, name: str) -> dict[str, Any]:
         """Schema, row count, version and last writer (run id, and time as a UTC datetime) of a table."""
-        layer, table = self.split_name(name)
+        layer, table = self.split_name(name, what="info: name")
         pinned = self._pinned(name)
         snap = self.store.snapshot(layer, table, pinned)
         last = self.store.history(layer, table, 1)

@@ -319,9 +319,11 @@ def test_sql_text_where_a_table_name_belongs_is_named_and_points_at_lake_sql(lak
     (lambda lake: lake.table("platinum.t"),
      "table: name: table 'platinum.t': 'platinum' is not a layer of this project (layers: bronze, silver, gold)"),
     (lambda lake: lake.vacuum("silver"), "vacuum: name: table name 'silver' must be <layer>.<table>"),
+    (lambda lake: lake.info(lake.sql("SELECT 1")), "info: name: expected a table name"),
+    (lambda lake: lake.count("gold"), "count: name: table name 'gold' must be"),
 ], ids=["write-data", "write-name-relation", "write-name-sql", "write-delete", "stage-data", "write_split-bad",
         "write_split-data", "split-data", "sync-data", "sync-name", "keys-data", "check-data", "latest-data",
-        "table-layer", "vacuum-name"])
+        "table-layer", "vacuum-name", "info-name", "count-name"])
 def test_a_wrong_input_names_the_method_argument_and_what_it_takes(lake, call, message):
     with pytest.raises(LakeError) as info:
         call(lake)

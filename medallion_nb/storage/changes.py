@@ -133,7 +133,7 @@ def read_changes(lake: Lakehouse, name: str, *, full_refresh: bool = False) -> C
     if not lake.notebook:
         raise LakeError(f"changes({name!r}) needs to know which notebook consumes it",
                         hint="open the lake with mnb.connect(project_dir, notebook='<name>')")
-    layer, table = lake.split_name(name)
+    layer, table = lake.split_name(name, what="changes: name")
     if not lake.store.exists(layer, table):
         raise LakeError(f"changes({name!r}): table {name} does not exist", hint=f"run the {layer} layer first")
     app = app_id(lake.notebook, name)
