@@ -293,7 +293,7 @@ def _add_backfill(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_dag(args: argparse.Namespace) -> int:
-    from medallion_nb.lineage import read_stats
+    from medallion_nb.lakehouse import read_stats
     from medallion_nb.project import load_project
     from medallion_nb.runner import build_plan
 

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
     from medallion_nb.engine import Rows
     from medallion_nb.ingest import IngestReport
-    from medallion_nb.lineage import Lineage
+    from medallion_nb.lineage import Lineage, TableStats
     from medallion_nb.quality import QualityReport
     from medallion_nb.quarantine import Split
     from medallion_nb.storage.changes import Consumption
@@ -396,7 +396,7 @@ class Lakehouse(WritePath):
 
         In a notebook it is drawn (with Graphviz) or printed; ``str()`` gives the text.
         """
-        from medallion_nb.lineage import project_lineage, read_stats
+        from medallion_nb.lineage import project_lineage
 
         return project_lineage(self.project, read_stats(self.project))
 
@@ -420,6 +420,22 @@ class Lakehouse(WritePath):
         for column in columns[2:]:
             frame[column] = frame[column].astype("Int64")  # whole numbers; <NA> where a count does not apply
         return frame
+
+
+def read_stats(project: Project) -> dict[str, TableStats]:
+    """Row count, version and last run of every table in the lake (from Delta metadata, no scan)."""
+    from medallion_nb.lineage import TableStats
+
+    store = TableStore(project.lake)
+    stats = {}
+    for layer, table in store.tables():
+        try:
+            snap = store.snapshot(layer, table)
+            last = store.history(layer, table, 1)
+        except Exception:
+            continue
+        stats[f"{layer}.{table}"] = TableStats(snap.rows, snap.version, last[0].get("run_id") if last else None)
+    return stats
 
 
 def connect(

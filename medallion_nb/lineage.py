@@ -495,19 +495,3 @@ def _check(lineage: Lineage, layers: tuple[str, ...]) -> None:
         raise ProjectError([f"{lineage.project.config_path}: the notebooks' lineage does not fit the layers:",
                             *(f"  - {p}" for p in problems)],
                            hint="declare reads:/writes: per notebook in medallion.yaml where inference is wrong")
-
-
-def read_stats(project: Project) -> dict[str, TableStats]:
-    """Row count, version and last run of every table in the lake (from Delta metadata, no scan)."""
-    from medallion_nb.storage import TableStore
-
-    store = TableStore(project.lake)
-    stats = {}
-    for layer, table in store.tables():
-        try:
-            snap = store.snapshot(layer, table)
-            last = store.history(layer, table, 1)
-        except Exception:
-            continue
-        stats[f"{layer}.{table}"] = TableStats(snap.rows, snap.version, last[0].get("run_id") if last else None)
-    return stats

@@ -261,7 +261,8 @@ def _missing_outputs(lake: Lakehouse) -> list[str]:
         mine = [nb for nb in (lineage.notebooks if lineage else ())
                 if lake.notebook in (nb.notebook.stem, lineage.relative(nb.notebook), str(nb.notebook))]
         cache["writes"] = mine[0].writes if len(mine) == 1 else ()
-    return [t for t in cache["writes"] if t.partition(".")[0] in lake.layers and not lake.store.exists(*lake._split(t))]
+    return [t for t in cache["writes"]
+            if t.partition(".")[0] in lake.layers and not lake.store.exists(*lake.split_name(t))]
 
 
 def _aligned(lake: Lakehouse, files: list[str], snap: Snapshot, target: Snapshot) -> duckdb.DuckDBPyRelation:
