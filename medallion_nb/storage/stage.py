@@ -399,7 +399,7 @@ def _drop_uncreated(lake: Lakehouse, name: str, plan: Plan) -> None:
     writer's files or a half-made ``_delta_log`` stay for the next writer or vacuum. Object
     stores have no folders.
     """
-    layer, table = lake._split(name)
+    layer, table = lake.split_name(name)
     folder = lake.store.path(layer, table)
     if not (plan.direct and plan.base is None and isinstance(folder, Path) and folder.is_dir()) \
             or lake.store.exists(layer, table):
