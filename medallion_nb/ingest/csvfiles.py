@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import gzip
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -155,6 +156,18 @@ def line_at(data: bytes, position: int) -> int:
     if data[p:p + 1] == b"\n":
         p += 1
     return data.count(b"\n", 0, p) + 1
+
+
+def lines_at(data: bytes, positions: Iterable[int]) -> dict[int, int]:
+    """:func:`line_at` for many positions in one pass over ``data`` (a file's rejects, in order)."""
+    out, line, done = {}, 1, 0
+    for position in sorted(set(positions)):
+        p = max(position - 1, 0)
+        if data[p:p + 1] == b"\n":
+            p += 1
+        line += data.count(b"\n", done, p)
+        out[position], done = line, p
+    return out
 
 
 def line_bounds(data: bytes, start: int) -> tuple[int, int]:

@@ -26,6 +26,7 @@ from medallion_nb.ingest.csvfiles import (
     count_lines_in,
     line_at,
     line_bounds,
+    lines_at,
     physical_lines,
     raw_text,
     read_bytes,
@@ -226,11 +227,13 @@ class CsvBatchReader:
         """Add a file's (or a piece's) rejects and accounting to the batch."""
         if errors:
             data = data if data is not None else read_bytes(f.absolute)
+            lines = lines_at(data, errors)  # one pass over the file, not one per reject
             for pos, errs in sorted(errors.items()):
-                batch.rejects.append(self._reject(f, data, pos, errs, offset_line))
+                batch.rejects.append(self._reject(f, data, pos, errs, offset_line, line=lines[pos]))
         self._count(batch, f, loaded, len(errors))
 
-    def _reject(self, f: CsvFile, data: bytes, pos: int, errs: list, offset_line: int = 0) -> Reject:
+    def _reject(self, f: CsvFile, data: bytes, pos: int, errs: list, offset_line: int = 0, *,
+                line: int | None = None) -> Reject:
         columns = list(dict.fromkeys(c for c, *_ in errs if c))
         kinds = list(dict.fromkeys(k for _, k, _, _ in errs))
         raw = errs[0][2].rstrip("\r\n")
@@ -240,7 +243,8 @@ class CsvBatchReader:
         first_message = {}
         for _, kind, _, message in errs:  # DuckDB reports a surplus column once per extra value
             first_message.setdefault(kind, message)
-        return Reject(f.path, line_at(data, pos) + offset_line, ", ".join(columns) or None, ", ".join(kinds),
+        line = line_at(data, pos) if line is None else line
+        return Reject(f.path, line + offset_line, ", ".join(columns) or None, ", ".join(kinds),
                       "; ".join(first_message.values()), raw)
 
     # -- bad files -------------------------------------------------------------
