@@ -31,6 +31,7 @@ from medallion_nb.writing import WritePath
 
 if TYPE_CHECKING:
     import pandas as pd
+    from deltalake import DeltaTable
 
     from medallion_nb.engine import Rows
     from medallion_nb.ingest import IngestReport
@@ -88,6 +89,10 @@ class Lakehouse(WritePath):
         self._splits = 0  # temporary tables made by split()
         # What this handle's notebook consumed with changes() (by table); recorded with every write.
         self.consumed: dict[str, Consumption] = {}
+        # Caches of changes(): each table's log, opened once until the next commit, and the
+        # tables this handle's notebook writes (by its lineage; None until asked).
+        self._txn_handles: dict[tuple[str, str], DeltaTable] = {}
+        self._notebook_writes: tuple[str, ...] | None = None
         self.con = open_duckdb(project, memory_limit, threads)
         register_filesystem(self.con, project.lake)  # a lake on object storage: DuckDB reads s3:// through Arrow
         for layer in self.layers:

@@ -273,7 +273,7 @@ class WritePath:
 
     def committed(self: Lakehouse, result: WriteResult) -> None:
         """After a commit: read the new version, keep the write for :meth:`summary` and log it for the run."""
-        self.__dict__.pop("_txn_handles", None)  # see storage.changes._recorded
+        self._txn_handles.clear()  # a commit changes the logs changes() read (storage.changes._recorded)
         layer, table = self.split_name(result.table)
         self._register(layer, table, result.snapshot or self.store.snapshot(layer, table))
         self.writes.append(result)

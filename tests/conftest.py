@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from read_guard import GUARD, describe
 
+import medallion_nb as mnb
 from medallion_nb import secrets
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,6 +81,30 @@ def write_project(root: Path, config: str, files: dict[str, str] | None = None) 
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
     return root
+
+
+# A bronze and a silver layer sharing an empty notebook: for tests that write and consume tables directly.
+TWO_LAYERS = """
+name: t
+layers:
+  - {name: bronze, notebook: nb.ipynb}
+  - {name: silver, notebook: nb.ipynb}
+"""
+
+
+@pytest.fixture
+def two_layers(tmp_path: Path) -> Path:
+    """A project of ``TWO_LAYERS`` with no lake yet."""
+    return write_project(tmp_path / "p", TWO_LAYERS, {"nb.ipynb": "{}"})
+
+
+def consumer(root: Path, name: str = "silver") -> mnb.Lakehouse:
+    """A handle for notebook ``name``: what it reads with ``changes()`` is recorded as that notebook's."""
+    return mnb.connect(root, notebook=name)
+
+
+def sorted_rows(rel) -> list[tuple]:
+    return sorted(rel.fetchall(), key=repr)
 
 
 @pytest.fixture(scope="session")

@@ -10,27 +10,13 @@ import pytest
 import medallion_nb as mnb
 from medallion_nb import LakeError
 from medallion_nb.storage.changes import app_id
-from tests.conftest import write_project
-
-CONFIG = """
-name: t
-layers:
-  - {name: bronze, notebook: nb.ipynb}
-  - {name: silver, notebook: nb.ipynb}
-"""
+from tests.conftest import consumer as notebook
+from tests.conftest import sorted_rows as rows
 
 
 @pytest.fixture
-def root(tmp_path: Path) -> Path:
-    return write_project(tmp_path / "p", CONFIG, {"nb.ipynb": "{}"})
-
-
-def notebook(root: Path, name: str = "silver") -> mnb.Lakehouse:
-    return mnb.connect(root, notebook=name)
-
-
-def rows(rel) -> list[tuple]:
-    return sorted(rel.fetchall(), key=repr)
+def root(two_layers: Path) -> Path:
+    return two_layers
 
 
 def test_first_time_everything_then_only_what_is_new(root):

@@ -10,27 +10,15 @@ import pytest
 import medallion_nb as mnb
 from medallion_nb import LakeError
 from medallion_nb.incremental import Keys
+from tests.conftest import TWO_LAYERS as CONFIG
+from tests.conftest import consumer as notebook
+from tests.conftest import sorted_rows as rows
 from tests.conftest import write_project
-
-CONFIG = """
-name: t
-layers:
-  - {name: bronze, notebook: nb.ipynb}
-  - {name: silver, notebook: nb.ipynb}
-"""
 
 
 @pytest.fixture
-def root(tmp_path: Path) -> Path:
-    return write_project(tmp_path / "p", CONFIG, {"nb.ipynb": "{}"})
-
-
-def notebook(root: Path, name: str = "silver") -> mnb.Lakehouse:
-    return mnb.connect(root, notebook=name)
-
-
-def rows(rel) -> list[tuple]:
-    return sorted(rel.fetchall(), key=repr)
+def root(two_layers: Path) -> Path:
+    return two_layers
 
 
 def history(lake: mnb.Lakehouse, name: str) -> list[int]:

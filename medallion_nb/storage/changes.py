@@ -233,7 +233,7 @@ def skipped_result(name: str, mode: str, snap: Snapshot) -> WriteResult:
 def _recorded(lake: Lakehouse, app: str) -> list[int | None]:
     # A notebook reads several changes before it writes: open each table's log once for
     # all of them (the handle forgets them at its next commit).
-    handles = lake.__dict__.setdefault("_txn_handles", {})
+    handles = lake._txn_handles
     out = []
     for layer, table in lake.store.tables():
         if layer in lake.layers:
@@ -250,8 +250,7 @@ def _missing_outputs(lake: Lakehouse) -> list[str]:
     before writing it, or a table new in the notebook), so the changes since the
     other tables' record would build it from a fraction of the rows: it needs all rows.
     """
-    cache = lake.__dict__.setdefault("_notebook_writes", {})
-    if "writes" not in cache:
+    if lake._notebook_writes is None:
         from medallion_nb.lineage import project_lineage
 
         try:
@@ -260,8 +259,8 @@ def _missing_outputs(lake: Lakehouse) -> list[str]:
             lineage = None
         mine = [nb for nb in (lineage.notebooks if lineage else ())
                 if lake.notebook in (nb.notebook.stem, lineage.relative(nb.notebook), str(nb.notebook))]
-        cache["writes"] = mine[0].writes if len(mine) == 1 else ()
-    return [t for t in cache["writes"]
+        lake._notebook_writes = mine[0].writes if len(mine) == 1 else ()
+    return [t for t in lake._notebook_writes
             if t.partition(".")[0] in lake.layers and not lake.store.exists(*lake.split_name(t))]
 
 
