@@ -20,11 +20,16 @@ and the write replaces the table — the same code path rebuilds everything.
 
 :func:`sync` covers small tables recomputed in full (dimensions, one row per customer):
 it compares the new rows with the table and writes only the rows that differ.
+
+:func:`rollup` covers aggregates over a large table (one row per customer over every order
+line): the table that holds them is updated from the change alone — what it held, plus the
+aggregates of the new rows — instead of aggregating the whole table again.
 """
 
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -277,3 +282,110 @@ def scoped(mode: str, where: str | Keys | None) -> tuple[str, str | None]:
     if mode != "replace_where":
         raise LakeError(f"where=<keys> goes with mode='replace_where', not {mode!r}")
     return ("replace", None) if where.full else ("replace_where", where.condition())
+
+
+# The aggregates a rollup can carry forward, and how two partial results of each combine.
+_COMBINE = {"count": "sum", "sum": "sum", "min": "min", "max": "max"}
+_AGGREGATE = re.compile(r"^\s*(count|sum|min|max)\s*\((.*)\)\s*$", re.IGNORECASE | re.DOTALL)
+
+
+def rollup(lake: Lakehouse, changes: Changes, by: str | Sequence[str], *, into: str, where: str | None = None,
+           aggregates: Mapping[str, str]) -> duckdb.DuckDBPyRelation:
+    """Aggregates of the whole changed table per ``by``, updated from the change alone.
+
+    The result equals ``SELECT by, <aggregates> FROM <table> [WHERE where] GROUP BY by``
+    over the table at the change's end version, for every key that has rows. It is
+    computed from the values ``into`` holds (a table this notebook wrote, with the
+    ``by`` columns and one column per aggregate, named like it) plus the aggregates of the
+    change's new rows; only keys that lost rows (a deleted or updated row) are aggregated
+    again from the table. Keys ``into`` holds without rows keep the values it holds for them
+    (as the query that wrote ``into`` computed them: ``coalesce(sum(x), 0)`` stays 0).
+
+    Everything is aggregated from the table when there is nothing to start from: a full
+    change (first run, ``full_refresh``), no ``into`` table or one without those columns, or
+    an ``into`` that did not record consuming exactly the change's start (a run that died
+    between its writes).
+
+    Args:
+        lake: the lakehouse that read ``changes``.
+        changes: what changed in the aggregated table.
+        by: the grouping column(s) of the aggregated table.
+        into: the table holding the previous aggregates.
+        where: a SQL condition on the aggregated table's rows.
+        aggregates: output column -> ``count(...)``, ``sum(...)``, ``min(...)`` or ``max(...)``.
+
+    Raises:
+        LakeError: no aggregates, one that cannot be carried forward (``avg``, ``count(DISTINCT ...)``),
+            or SQL DuckDB rejects.
+    """
+    group = [by] if isinstance(by, str) else list(by)
+    what = f"{changes.table}.rollup(into={into!r})"
+    if not group:
+        raise LakeError(f"{what}: by names the column(s) to group by")
+    if not aggregates:
+        raise LakeError(f"{what}: name at least one aggregate, e.g. revenue='sum(revenue)'")
+    functions = {}
+    for name, expr in aggregates.items():
+        match = _AGGREGATE.match(expr)
+        if not match or match.group(2).strip().lower().startswith("distinct"):
+            raise LakeError(f"{what}: {name}={expr!r} cannot be updated from a change; use count(...), sum(...), "
+                            "min(...) or max(...) (an average is a sum and a count)")
+        functions[name] = match.group(1).lower()
+    keys = ", ".join(quote_name(c) for c in group)
+    select = ", ".join([keys] + [f"{expr} AS {quote_name(name)}" for name, expr in aggregates.items()])
+
+    def aggregate(rel: duckdb.DuckDBPyRelation) -> duckdb.DuckDBPyRelation:
+        if where:
+            rel = rel.filter(where)
+        return rel.aggregate(select, keys)
+
+    try:
+        table = lake.table(changes.table)
+        if not _carries(lake, changes, group, into, aggregates):
+            return aggregate(table)
+        arrived = aggregate(changes.rows)
+        types = dict(zip(arrived.columns, (str(t) for t in arrived.types), strict=True))
+        same = " AND ".join(f"a.{quote_name(c)} IS NOT DISTINCT FROM b.{quote_name(c)}" for c in group)
+        names = ", ".join(quote_name(n) for n in aggregates)
+        lost = changes.deleted.project(keys).distinct()
+        combined = ", ".join(f"CAST({_COMBINE[f]}({quote_name(n)}) AS {types[n]}) AS {quote_name(n)}"
+                             for n, f in functions.items())
+        # Views of this rollup's own (the result is lazy: another rollup must not rebind them).
+        n = next(_NAMES)
+        lost_view, arrived_view, held_view = (f"{_PREFIX}rollup_{n}_{part}" for part in ("lost", "arrived", "held"))
+        lost.create_view(lost_view)
+        arrived.create_view(arrived_view)
+        lake.table(into).create_view(held_view)
+        recount = aggregate(table.query("__rollup_table", f"""
+            SELECT * FROM __rollup_table a SEMI JOIN {lost_view} b ON {same}"""))
+        return lake.con.sql(f"""
+            SELECT {keys}, {combined} FROM (
+                SELECT {keys}, {names} FROM {held_view} a ANTI JOIN {lost_view} b ON {same}
+                UNION ALL
+                SELECT {keys}, {names} FROM {arrived_view} a ANTI JOIN {lost_view} b ON {same}
+            ) GROUP BY {keys}""").union(recount)
+    except duckdb.Error as exc:
+        raise LakeError(f"{what}: {exc}") from exc
+
+
+def _carries(lake: Lakehouse, changes: Changes, group: Sequence[str], into: str, aggregates: Mapping[str, str]) -> bool:
+    """Whether ``into`` holds the aggregates as of the change's start (so adding the change is exact)."""
+    from medallion_nb.storage.changes import app_id
+
+    if changes.full or lake.notebook is None or not lake.exists(into):
+        return False
+    if not set(group) | set(aggregates) <= set(lake.table(into).columns):
+        return False
+    layer, table = lake.split_name(into)
+    recorded = lake.store.open(layer, table).transaction_version(app_id(lake.notebook, changes.table))
+    if recorded is None or recorded > changes.start:
+        return False
+    if recorded == changes.start:
+        return True
+    # Versions in between that added or removed no data file (records of consumption) change nothing.
+    source_layer, source = lake.split_name(changes.table)
+    try:
+        return set(lake.store.snapshot(source_layer, source, recorded).files) == \
+            set(lake.store.snapshot(source_layer, source, changes.start).files)
+    except LakeError:  # that version's log is gone: start over
+        return False

@@ -250,3 +250,94 @@ def test_a_table_the_notebook_never_wrote_gets_every_row_of_its_input(tmp_path: 
         changes = lake.changes("bronze.o")
         assert not changes.full
         assert rows(changes.rows) == [(5, "c", 50)]
+
+
+TOTALS = {"n": "count(amount)", "total": "sum(amount)", "low": "min(amount)", "high": "max(amount)"}
+GROUPED = ("SELECT grp, count(amount) AS n, sum(amount) AS total, min(amount) AS low, max(amount) AS high "
+           "FROM bronze.o WHERE amount <> 0 GROUP BY grp")
+
+
+def roll(root: Path) -> tuple[bool, list[tuple], list[tuple]]:
+    """One run of a notebook keeping silver.totals with rollup: (carried forward?, its rows, the GROUP BY's)."""
+    with notebook(root) as lake:
+        changes = lake.changes("bronze.o")
+        totals = changes.rollup("grp", into="silver.totals", where="amount <> 0", **TOTALS)
+        carried = "rollup_" in totals.sql_query()
+        assert totals.types == lake.sql(GROUPED).types
+        lake.sync("silver.totals", totals, key="grp")
+        return carried, rows(lake.table("silver.totals")), rows(lake.sql(GROUPED))
+
+
+def test_rollup_carries_the_totals_forward_and_equals_a_group_by_over_the_whole_table(root):
+    with mnb.connect(root) as lake:
+        lake.write("bronze.o", ORDERS)
+    carried, held, expected = roll(root)
+    assert not carried  # first run: aggregated from the table
+    assert held == expected == [("a", 2, 40, 10, 30), ("b", 1, 20, 20, 20)]
+    with mnb.connect(root) as lake:  # appended rows: a new group, more rows in an old one, a null key
+        lake.write("bronze.o", "SELECT * FROM (VALUES (4, 'a', 5), (5, 'c', 7), (6, NULL, 1), (7, 'b', 0)) "
+                               "t(id, grp, amount)", mode="append")
+    carried, held, expected = roll(root)
+    assert carried
+    assert held == expected
+    assert ("a", 3, 45, 5, 30) in held
+    with mnb.connect(root) as lake:  # an update moves a row between groups and lowers a max; a delete empties b
+        lake.write("bronze.o", "SELECT 3 AS id, 'c' AS grp, 1 AS amount", mode="merge", key="id",
+                   delete="SELECT 2 AS id")
+    carried, held, expected = roll(root)
+    assert carried
+    assert held == expected
+    assert ("a", 2, 15, 5, 10) in held
+    with mnb.connect(root) as lake:
+        lake.write("bronze.o", "SELECT 8 AS id, 'a' AS grp, 2 AS amount", mode="append")
+    with notebook(root) as lake:  # nothing written: silver.totals still records the version before
+        lake.changes("bronze.o")
+    with mnb.connect(root) as lake:
+        lake.write("bronze.o", "SELECT 9 AS id, 'a' AS grp, 3 AS amount", mode="append")
+    carried, held, expected = roll(root)
+    assert carried
+    assert held == expected
+
+
+def test_rollup_aggregates_the_table_when_its_totals_are_not_those_of_the_change_start(root):
+    # The notebook writes silver.totals, then silver.other; a run dies between the two. The next
+    # run's change starts at silver.other's record, before what silver.totals already holds:
+    # adding the change to it would count those rows twice, so rollup aggregates the table.
+    def run(*, dies: bool = False) -> bool:
+        with notebook(root) as lake:
+            changes = lake.changes("bronze.o")
+            totals = changes.rollup("grp", into="silver.totals", where="amount <> 0", **TOTALS)
+            lake.sync("silver.totals", totals, key="grp")
+            if not dies:
+                lake.write("silver.other", changes.rows, mode="replace_where", where=changes.keys("id"))
+            return "rollup_" in totals.sql_query()
+
+    with mnb.connect(root) as lake:
+        lake.write("bronze.o", ORDERS)
+    assert not run()
+    with mnb.connect(root) as lake:
+        lake.write("bronze.o", "SELECT 4 AS id, 'a' AS grp, 5 AS amount", mode="append")
+    assert run(dies=True)
+    with mnb.connect(root) as lake:
+        lake.write("bronze.o", "SELECT 5 AS id, 'b' AS grp, 6 AS amount", mode="append")
+    assert not run()  # silver.totals holds version 1, the change starts at 0
+    with mnb.connect(root) as lake:
+        assert rows(lake.table("silver.totals")) == rows(lake.sql(GROUPED))
+        assert ("a", 3, 45, 5, 30) in rows(lake.table("silver.totals"))
+        lake.write("bronze.o", "SELECT 6 AS id, 'b' AS grp, 7 AS amount", mode="append")
+    assert run()  # both outputs hold version 2 again: carried forward
+    with mnb.connect(root) as lake:
+        assert rows(lake.table("silver.totals")) == rows(lake.sql(GROUPED))
+
+
+def test_rollup_refuses_aggregates_it_cannot_carry_forward(root):
+    with mnb.connect(root) as lake:
+        lake.write("bronze.o", ORDERS)
+    with notebook(root) as lake:
+        changes = lake.changes("bronze.o")
+        with pytest.raises(LakeError, match=r"avg\(amount\)' cannot be updated from a change"):
+            changes.rollup("grp", into="silver.t", mean="avg(amount)")
+        with pytest.raises(LakeError, match="cannot be updated from a change"):
+            changes.rollup("grp", into="silver.t", kinds="count(DISTINCT amount)")
+        with pytest.raises(LakeError, match="name at least one aggregate"):
+            changes.rollup("grp", into="silver.t")

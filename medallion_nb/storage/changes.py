@@ -34,6 +34,7 @@ carried over cancel out, and what remains is what was inserted and what was dele
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -105,6 +106,24 @@ class Changes:
         if self.lake is None:
             raise LakeError(f"{self}: keys() needs the lakehouse handle that read the changes")
         return changed_keys(self.lake, self, columns)
+
+    def rollup(self, by: str | Sequence[str], *, into: str, where: str | None = None,
+               **aggregates: str) -> duckdb.DuckDBPyRelation:
+        """Aggregates of the whole table per ``by``, from what ``into`` holds plus this change.
+
+        ``rollup("customer_id", into="gold.clv", where="status <> 'cancelled'",
+        revenue="sum(revenue)", orders="count(order_id)")`` gives the same rows as that
+        ``GROUP BY`` over the whole table, at the cost of the change: see
+        :func:`medallion_nb.incremental.rollup`.
+
+        Raises:
+            LakeError: an aggregate that cannot be updated from a change, or bad SQL.
+        """
+        from medallion_nb.incremental import rollup
+
+        if self.lake is None:
+            raise LakeError(f"{self}: rollup() needs the lakehouse handle that read the changes")
+        return rollup(self.lake, self, by, into=into, where=where, aggregates=aggregates)
 
     def __str__(self) -> str:
         if self.full:
