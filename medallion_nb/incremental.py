@@ -290,7 +290,7 @@ _AGGREGATE = re.compile(r"^\s*(count|sum|min|max)\s*\((.*)\)\s*$", re.IGNORECASE
 
 
 def rollup(lake: Lakehouse, changes: Changes, by: str | Sequence[str], *, into: str, where: str | None = None,
-           aggregates: Mapping[str, str]) -> duckdb.DuckDBPyRelation:
+           aggregates: Mapping[str, str], consumer: str | None) -> duckdb.DuckDBPyRelation:
     """Aggregates of the whole changed table per ``by``, updated from the change alone.
 
     The result equals ``SELECT by, <aggregates> FROM <table> [WHERE where] GROUP BY by``
@@ -313,6 +313,7 @@ def rollup(lake: Lakehouse, changes: Changes, by: str | Sequence[str], *, into: 
         into: the table holding the previous aggregates.
         where: a SQL condition on the aggregated table's rows.
         aggregates: output column -> ``count(...)``, ``sum(...)``, ``min(...)`` or ``max(...)``.
+        consumer: the Delta application id under which ``into`` records consuming the table.
 
     Raises:
         LakeError: no aggregates, one that cannot be carried forward (``avg``, ``count(DISTINCT ...)``),
@@ -341,7 +342,7 @@ def rollup(lake: Lakehouse, changes: Changes, by: str | Sequence[str], *, into: 
 
     try:
         table = lake.table(changes.table)
-        if not _carries(lake, changes, group, into, aggregates):
+        if not _carries(lake, changes, group, into, aggregates, consumer):
             return aggregate(table)
         arrived = aggregate(changes.rows)
         types = dict(zip(arrived.columns, (str(t) for t in arrived.types), strict=True))
@@ -368,16 +369,15 @@ def rollup(lake: Lakehouse, changes: Changes, by: str | Sequence[str], *, into: 
         raise LakeError(f"{what}: {exc}") from exc
 
 
-def _carries(lake: Lakehouse, changes: Changes, group: Sequence[str], into: str, aggregates: Mapping[str, str]) -> bool:
+def _carries(lake: Lakehouse, changes: Changes, group: Sequence[str], into: str, aggregates: Mapping[str, str],
+             consumer: str | None) -> bool:
     """Whether ``into`` holds the aggregates as of the change's start (so adding the change is exact)."""
-    from medallion_nb.storage.changes import app_id
-
-    if changes.full or lake.notebook is None or not lake.exists(into):
+    if changes.full or consumer is None or not lake.exists(into):
         return False
     if not set(group) | set(aggregates) <= set(lake.table(into).columns):
         return False
     layer, table = lake.split_name(into)
-    recorded = lake.store.open(layer, table).transaction_version(app_id(lake.notebook, changes.table))
+    recorded = lake.store.open(layer, table).transaction_version(consumer)
     if recorded is None or recorded > changes.start:
         return False
     if recorded == changes.start:

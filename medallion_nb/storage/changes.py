@@ -123,7 +123,8 @@ class Changes:
 
         if self.lake is None:
             raise LakeError(f"{self}: rollup() needs the lakehouse handle that read the changes")
-        return rollup(self.lake, self, by, into=into, where=where, aggregates=aggregates)
+        consumer = app_id(self.lake.notebook, self.table) if self.lake.notebook else None
+        return rollup(self.lake, self, by, into=into, where=where, aggregates=aggregates, consumer=consumer)
 
     def __str__(self) -> str:
         if self.full:
