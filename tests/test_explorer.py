@@ -179,6 +179,20 @@ def test_profile_follows_the_filter_in_duckdb_types_and_percentages(app):
            '<td class="num">10.0%</td>' in app.profile_html.value
 
 
+def test_top_values_open_on_a_repeating_text_column_not_on_an_identifier(lake):
+    lake.write("silver.events",
+               "SELECT 'E' || i AS event_id, ['web', 'app'][1 + i % 2] AS channel FROM range(300) t(i)")
+    lake.write("silver.ids", "SELECT 'E' || i AS event_id, 'K' || i AS key FROM range(300) t(i)")
+    lake.refresh()
+    app = GoldExplorer(lake, "silver.events")
+    assert app.top_column.value == "channel"
+    app.show("Profile")
+    assert app.top_values == [("app", 150), ("web", 150)]
+    assert "2 distinct values of channel" in app.top_html.value
+    app.table.value = "silver.ids"  # no text column repeats: the first one, as before
+    assert app.top_column.value == "event_id"
+
+
 def test_a_large_table_is_profiled_without_distinct_counts_and_top_values_give_one(app, monkeypatch):
     from medallion_nb.widgets import explorer
 
@@ -191,8 +205,9 @@ def test_a_large_table_is_profiled_without_distinct_counts_and_top_values_give_o
     assert "<th>distinct</th>" not in app.profile_html.value
     assert "distinct values: under" in app.profile_html.value
     app.top_column.value = "customer"
-    assert app.top_distinct == 25
-    assert "\u2248 25 distinct values of customer (estimated)" in app.top_html.value
+    assert app.top_distinct == 25  # exact: the groups of the top values' GROUP BY
+    assert "25 distinct values of customer" in app.top_html.value
+    assert "estimated" not in app.top_html.value
     app.filter_column.value = "country"
     app.filter_value.value = "FR"  # 50 rows: exact counts in the profile again
     app.show("Profile")

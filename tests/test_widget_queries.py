@@ -268,6 +268,18 @@ def test_profile_from_file_statistics_equals_the_profile_of_a_scan(lake):
     assert q.profile_columns(rel, distinct=False, files=files, con=lake.con)[0].distinct is None
 
 
+@pytest.mark.parametrize("where", ["", "country IN ('DE', 'FR') AND units > 1"])
+def test_profile_equals_exact_sql_column_by_column(lake, where):
+    rel = q.filter_relation(lake.table("gold.sales"), where=f"({where})" if where else "")
+    condition = f"WHERE {where}" if where else ""
+    for p in q.profile_columns(rel):
+        mean = f"avg({p.column})::DOUBLE" if q.is_numeric(p.type) else "NULL"
+        oracle = lake.sql(f"SELECT count({p.column}), count(*) - count({p.column}), count(DISTINCT {p.column}), "
+                          f"min({p.column}), max({p.column}), {mean} FROM gold.sales {condition}").fetchall()[0]
+        assert (p.count, p.nulls, p.distinct, p.minimum, p.maximum) == oracle[:5], p.column
+        assert p.mean == (None if oracle[5] is None else pytest.approx(oracle[5], rel=1e-12)), p.column
+
+
 def test_profile_falls_back_to_a_scan_when_a_file_lacks_a_column(lake):
     lake.write("silver.grown", "SELECT i AS n FROM range(3) t(i)")
     lake.write("silver.grown", "SELECT 7 AS n, 'new' AS label", mode="append")  # adds a column
@@ -289,6 +301,39 @@ def test_top_values(sales):
     assert top == [("DE", 10), ("FR", 10), ("IT", 10)]
     with pytest.raises(q.FilterError, match="top values: 'nope' is not a column"):
         q.top_values_relation(sales, "nope")
+
+
+@pytest.mark.parametrize("column", ["country", "customer", "units", "note", "margin"])
+def test_top_values_count_distinct_values_exactly(lake, column):
+    rel = lake.table("gold.sales")
+    top = q.top_values(rel, column, n=3)
+    oracle = lake.sql(f"SELECT {column}, count(*) AS n FROM gold.sales GROUP BY ALL "
+                      f"ORDER BY n DESC, {column} ASC NULLS LAST LIMIT 3").fetchall()
+    assert top.values == oracle
+    assert top.distinct == lake.sql(f"SELECT count(DISTINCT {column}) FROM gold.sales").fetchall()[0][0]
+
+
+def test_top_values_count_nulls_as_a_value_but_not_as_a_distinct_value(sales):
+    nulls_first = q.filter_relation(sales, where="note IS NULL OR note = 'note 1'")
+    top = q.top_values(nulls_first, "note")
+    assert top.values == [(None, 20), ("note 1", 1)]
+    assert top.distinct == 1
+    empty = q.top_values(q.filter_relation(sales, [q.Condition("units", "=", "99")]), "note")
+    assert (empty.values, empty.distinct) == ([], 0)
+    with pytest.raises(q.FilterError, match="top values: 'nope' is not a column"):
+        q.top_values(sales, "nope")
+
+
+def test_the_first_repeating_text_column_is_picked_for_top_values(lake):
+    lake.write("silver.events", "SELECT 'E' || i AS event_id, 'free text ' || i AS comment, i AS n, "
+                                "['web', 'app'][1 + i % 2] AS channel, ['a', 'b', 'c'][1 + i % 3] AS kind "
+                                "FROM range(500) t(i)")
+    events = lake.table("silver.events")
+    assert q.repeating_text_column(events) == "channel"  # identifiers and free text passed over
+    assert q.repeating_text_column(events, max_values=1) is None
+    # Judged on the first rows: all 500 event ids are distinct, the first 40 are few enough.
+    assert q.repeating_text_column(events, rows=40, max_values=40) == "event_id"
+    assert q.repeating_text_column(lake.sql("SELECT 1 AS n")) is None
 
 
 # -- chart data ----------------------------------------------------------------------------

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 TABS = ("Preview", "Schema", "Profile", "Chart", "History", "Download")
 # Up to this many rows the profile counts every column's distinct values exactly; above it,
 # hashing every value of every column would be most of the wait, so the profile leaves
-# them out and "Top values of" shows the (approximate) count for the column picked there.
+# them out and "Top values of" shows the exact count of the column picked there.
 EXACT_DISTINCT_ROWS = 2_000_000
 CSV_BATCH_ROWS = 100_000
 
@@ -104,7 +104,7 @@ class GoldExplorer:
         self.page_rows: list[tuple[Any, ...]] = []
         self.profile: list[q.ColumnProfile] = []
         self.top_values: list[tuple[Any, ...]] = []
-        self.top_distinct: int | None = None  # estimated, when the profile leaves distinct counts out
+        self.top_distinct: int | None = None  # distinct values of the "Top values of" column (exact)
         self.chart: q.ChartData | None = None
         self._stale: set[int] = set()
         self._build(layer, page_size, pick_layer)
@@ -286,7 +286,8 @@ class GoldExplorer:
             self.where_text.value = ""
             self.grid.sort_column, self.grid.sort_desc, self.grid.page, self.grid.widths = "", False, 0, {}
             self.top_column.options = cols
-            self.top_column.value = next((c for c in cols if self.types[c] == "varchar"), cols[0])
+            self.top_column.value = self._run(lambda: q.repeating_text_column(self.base), "the table's columns") \
+                or next((c for c in cols if self.types[c] == "varchar"), cols[0])
             self.chart_x.options = cols
             self.chart_x.value = (temporal or [c for c in cols if self.types[c] == "varchar"] or cols)[0]
             self.chart_bucket.value = "auto"
@@ -419,13 +420,10 @@ class GoldExplorer:
         if self.relation is None or not self.top_column.value:
             return
         column = self.top_column.value
-        self.top_values = self._run(lambda: q.top_values_relation(self.relation, column).fetchall(), "top values")
+        top = self._run(lambda: q.top_values(self.relation, column), "top values")
+        self.top_values, self.top_distinct = top.values, top.distinct
         rows = [(value, n, r.Cell(r.percent(n, self.filtered_rows))) for value, n in self.top_values]
-        caption = ""
-        if self.filtered_rows > EXACT_DISTINCT_ROWS:  # the profile left distinct counts out
-            self.top_distinct = self._run(lambda: q.distinct_count(self.relation, column, exact=False),
-                                          "distinct values")
-            caption = f"\u2248 {self.top_distinct:,} distinct values of {column} (estimated)"
+        caption = f"{top.distinct:,} distinct value{'' if top.distinct == 1 else 's'} of {column}"
         self.top_html.value = r.html_table([column, "rows", "% of rows"], rows, caption=caption)
 
     def _render_chart(self) -> None:

@@ -249,30 +249,34 @@ def profile_columns(rel: duckdb.DuckDBPyRelation, *, exact_distinct: bool = True
                     files: Sequence[str] = (), con: duckdb.DuckDBPyConnection | None = None) -> list[ColumnProfile]:
     """Count, nulls, distinct values, min, max and mean of every column.
 
-    Separate aggregate queries, because their costs differ by orders of magnitude:
-    counts, min and max (DuckDB answers them from Parquet statistics when the
-    relation is a plain scan of one file), means (one pass over the numeric columns
-    only) and distinct values (every value hashed). ``exact_distinct=False`` counts
-    distinct values with ``approx_count_distinct`` (HyperLogLog), much cheaper on
-    large tables; ``distinct=False`` leaves them out (``None``): on millions of rows
-    hashing every column is most of the profile's time, see :func:`distinct_count`
-    for one column.
+    One pass over the rows computes everything that needs the rows: counts, nulls,
+    min and max, the means of the numeric columns and the distinct values, so each
+    column is read and decoded once. ``exact_distinct=False`` counts distinct values
+    with ``approx_count_distinct`` (HyperLogLog); ``distinct=False`` leaves them out
+    (``None``): on millions of rows hashing every value of every column is most of the
+    profile's time (:func:`top_values` gives the exact count of one column).
 
     ``files`` (read on ``con``) says that ``rel`` is exactly the rows of these Parquet
     files, a table without a filter: counts, nulls, min and max are then asked of each
-    file on its own, which DuckDB answers from the file's statistics (over several
-    files at once it scans text columns), and combined.
+    file on its own, which DuckDB answers from the file's statistics without reading
+    the data (over several files at once it scans text columns), and combined; the
+    pass over the rows then reads only what statistics cannot give.
     """
     types = column_types(rel)
     ordered = [name for name, type_id in types.items() if type_id in _ORDERED]
     numeric = [name for name, type_id in types.items() if is_numeric(type_id)]
     found = _file_statistics(con, files, types, ordered) if files and con is not None else None
-    total, counts, extremes = found or _statistics(rel, types, ordered)
-    means = dict(zip(numeric, rel.aggregate(", ".join(f"avg({quote_ident(n)})::DOUBLE" for n in numeric))
-                     .fetchall()[0], strict=True)) if numeric else {}
     how = "count(DISTINCT {c})" if exact_distinct else "approx_count_distinct({c})"
-    distincts = dict(zip(ordered, rel.aggregate(", ".join(how.format(c=quote_ident(n)) for n in ordered))
-                         .fetchall()[0], strict=True)) if ordered and distinct else {}
+    scanned = ([] if found else [_stats_sql(types, ordered)]) \
+        + [f"avg({quote_ident(n)})::DOUBLE" for n in numeric] \
+        + ([how.format(c=quote_ident(n)) for n in ordered] if distinct else [])
+    row = list(rel.aggregate(", ".join(scanned)).fetchall()[0]) if scanned else []
+    if found is None:
+        size = 1 + len(types) + 2 * len(ordered)
+        found, row = _unpack(row[:size], types, ordered), row[size:]
+    total, counts, extremes = found
+    means = dict(zip(numeric, row[:len(numeric)], strict=True))
+    distincts = dict(zip(ordered, row[len(numeric):], strict=True)) if distinct else {}
     return [
         ColumnProfile(
             column=name, type=type_id, count=int(counts[name]), nulls=total - int(counts[name]),
@@ -340,11 +344,57 @@ def top_values_relation(rel: duckdb.DuckDBPyRelation, column: str, n: int = 10) 
     Raises:
         FilterError: ``column`` is not a column.
     """
-    _column(column_types(rel), column, "top values")
-    col = quote_ident(column)
-    return (rel.aggregate(f"{col} AS value, count(*) AS rows", col)
+    return (rel.aggregate(*_top_groups(rel, column))
                .order("rows DESC, value ASC NULLS LAST")
                .limit(int(n)))
+
+
+@dataclass(frozen=True)
+class TopValues:
+    """The most frequent values of a column, and how many distinct values it has in all (exact)."""
+
+    column: str
+    values: list[tuple[Any, int]]  # (value, rows), most rows first; None is a value too
+    distinct: int  # distinct non-null values
+
+
+def top_values(rel: duckdb.DuckDBPyRelation, column: str, n: int = 10) -> TopValues:
+    """The ``n`` most frequent values of a column with their row counts, and its exact number of distinct values.
+
+    One ``GROUP BY``: the groups it forms are the distinct values, so counting them
+    costs nothing more than the top values themselves.
+
+    Raises:
+        FilterError: ``column`` is not a column.
+    """
+    grouped = rel.aggregate(*_top_groups(rel, column))
+    rows = grouped.query("__top_groups", "SELECT value, rows, count(value) OVER () FROM __top_groups "
+                                         f"ORDER BY rows DESC, value ASC NULLS LAST LIMIT {int(n)}").fetchall()
+    return TopValues(column=column, values=[(value, int(count)) for value, count, _ in rows],
+                     distinct=int(rows[0][2]) if rows else 0)
+
+
+def _top_groups(rel: duckdb.DuckDBPyRelation, column: str) -> tuple[str, str]:
+    _column(column_types(rel), column, "top values")
+    col = quote_ident(column)
+    return f"{col} AS value, count(*) AS rows", col
+
+
+def repeating_text_column(rel: duckdb.DuckDBPyRelation, *, rows: int = 10_000,
+                          max_values: int | None = None) -> str | None:
+    """The first text column whose values repeat (a category, a country, a status), or None.
+
+    Judged on the first ``rows`` rows, which DuckDB reads without scanning the rest: a
+    column with at most ``max_values`` distinct values there (default: ``MAX_CATEGORIES``,
+    as many as a chart shows). Identifiers and free text, whose top values are ties of
+    one or two rows each, are passed over.
+    """
+    text = [name for name, type_id in column_types(rel).items() if type_id == "varchar"]
+    if not text:
+        return None
+    limit = max_values or MAX_CATEGORIES
+    counts = rel.limit(int(rows)).aggregate(", ".join(f"count(DISTINCT {quote_ident(c)})" for c in text))
+    return next((c for c, k in zip(text, counts.fetchall()[0], strict=True) if k <= limit), None)
 
 
 # -- chart ----------------------------------------------------------------
