@@ -196,7 +196,7 @@ def test_top_values_open_on_a_repeating_text_column_not_on_an_identifier(lake):
 def test_a_large_table_is_profiled_without_distinct_counts_and_top_values_give_one(app, monkeypatch):
     from medallion_nb.widgets import explorer
 
-    monkeypatch.setattr(explorer, "EXACT_DISTINCT_ROWS", 100)  # gold.sales has 200 rows
+    monkeypatch.setattr(explorer, "EXACT_DISTINCT_VALUES", 1000)  # gold.sales: 200 rows x 7 columns
     app.show("Profile")
     profile = {p.column: p for p in app.profile}
     assert profile["customer"].distinct is None
