@@ -203,7 +203,7 @@ def test_a_large_table_is_profiled_without_distinct_counts_and_top_values_give_o
     assert (profile["customer"].minimum, profile["customer"].maximum) == ("C000", "C024")
     assert profile["note"].nulls == 20
     assert "<th>distinct</th>" not in app.profile_html.value
-    assert "distinct values: under" in app.profile_html.value
+    assert "distinct values left out" in app.profile_html.value
     app.top_column.value = "customer"
     assert app.top_distinct == 25  # exact: the groups of the top values' GROUP BY
     assert "25 distinct values of customer" in app.top_html.value
@@ -213,6 +213,49 @@ def test_a_large_table_is_profiled_without_distinct_counts_and_top_values_give_o
     app.show("Profile")
     assert {p.column: p for p in app.profile}["customer"].distinct == 25
     assert "<th>distinct</th>" in app.profile_html.value
+    assert app.distinct_button.layout.display == "none"
+
+
+def test_count_distinct_values_counts_every_column_of_a_large_profile_exactly(app, monkeypatch):
+    from medallion_nb.widgets import explorer
+
+    monkeypatch.setattr(explorer, "EXACT_DISTINCT_VALUES", 1000)
+    app.filter_column.value = "units"
+    app.filter_op.value = ">"
+    app.filter_value.value = "1"  # 160 rows x 7 columns: over the limit
+    app.show("Profile")
+    assert app.distinct_button.layout.display != "none"
+    assert "Count distinct values" in app.profile_html.value
+    app.distinct_button.click()
+    assert "<th>distinct</th>" in app.profile_html.value
+    assert app.distinct_button.layout.display == "none"
+    for p in app.profile:
+        oracle = app.lake.sql(f"SELECT count(DISTINCT {p.column}) FROM gold.sales WHERE units > 1").fetchall()[0][0]
+        assert p.distinct == oracle, p.column
+    app.where_text.value = "margin > -100"  # a new filter, the same 160 rows: left out again until asked
+    assert "<th>distinct</th>" not in app.profile_html.value
+    assert app.distinct_button.layout.display != "none"
+
+
+def test_count_distinct_values_that_fail_keep_the_profile_and_say_why(app, monkeypatch):
+    from medallion_nb.widgets import explorer
+    from medallion_nb.widgets.sandbox import QueryTimeout
+
+    monkeypatch.setattr(explorer, "EXACT_DISTINCT_VALUES", 1000)
+    app.show("Profile")
+    profile_columns = explorer.q.profile_columns
+
+    def slow(rel, *, distinct=True, **kwargs):
+        if distinct:
+            raise QueryTimeout("the profile took longer than 30 s and was stopped; narrow the filter")
+        return profile_columns(rel, distinct=distinct, **kwargs)
+
+    monkeypatch.setattr(explorer.q, "profile_columns", slow)
+    app.distinct_button.click()
+    assert "the profile took longer than 30 s" in app.profile_html.value
+    assert "profile of 200 rows" in app.profile_html.value
+    assert "<th>distinct</th>" not in app.profile_html.value
+    assert app.count_distinct is False
 
 
 def test_chart_updates_with_controls_and_filter(app, lake):

@@ -108,6 +108,7 @@ class GoldExplorer:
         self.profile: list[q.ColumnProfile] = []
         self.top_values: list[tuple[Any, ...]] = []
         self.top_distinct: int | None = None  # distinct values of the "Top values of" column (exact)
+        self.count_distinct = False  # the person asked for every column's distinct values, however large
         self.chart: q.ChartData | None = None
         self._stale: set[int] = set()
         self._build(layer, page_size, pick_layer)
@@ -132,6 +133,11 @@ class GoldExplorer:
         self.grid = DataGrid(page_size=page_size)
         self.schema_html = w.HTML()
         self.profile_html = w.HTML()
+        self.distinct_button = w.Button(description="Count distinct values", icon="calculator",
+                                        tooltip="count every column's distinct values exactly; "
+                                                "on millions of rows this takes a few seconds")
+        self.distinct_button.layout.width = "200px"
+        self.distinct_button.layout.display = "none"  # shown under a profile that leaves distinct values out
         self.top_column = _wide(w.Dropdown(options=[], description="Top values of"), "300px")
         self.top_html = w.HTML()
         self.chart_x = _wide(w.Dropdown(options=[], description="x"), "220px")
@@ -148,7 +154,7 @@ class GoldExplorer:
         self.tabs = w.Tab(children=[
             self.grid,
             w.VBox([self.schema_html]),
-            w.VBox([self.profile_html, self.top_column, self.top_html]),
+            w.VBox([self.profile_html, self.distinct_button, self.top_column, self.top_html]),
             w.VBox([w.HBox([self.chart_x, self.chart_bucket, self.chart_y, self.chart_agg]),
                     self.chart_note, self.chart_view]),
             self.versions.root,
@@ -173,7 +179,8 @@ class GoldExplorer:
                             (self.filter_column, "mnb-filter-column"), (self.filter_op, "mnb-filter-op"),
                             (self.filter_value, "mnb-filter-value"), (self.where_text, "mnb-where"),
                             (self.apply_button, "mnb-apply"), (self.grid, "mnb-preview"),
-                            (self.status, "mnb-status"), (self.chart_view, "mnb-chart-view")):
+                            (self.status, "mnb-status"), (self.chart_view, "mnb-chart-view"),
+                            (self.distinct_button, "mnb-count-distinct")):
             widget.add_class(css)
 
         # Table errors (say, a table deleted since) show in the summary line, not as a traceback.
@@ -186,6 +193,7 @@ class GoldExplorer:
         self.clear_button.on_click(lambda _: self.clear_filter())
         self.grid.observe(lambda _: self._quietly(self._go, 0), ["sort_column", "sort_desc", "page_size"])
         self.grid.observe(lambda change: self._quietly(self._go, change["new"]), "page")
+        self.distinct_button.on_click(lambda _: self._guard(self.profile_html, self._count_distinct))
         self.top_column.observe(lambda _: self._quietly(self._guard, self.top_html, self._render_top), "value")
         for control in (self.chart_x, self.chart_bucket, self.chart_y, self.chart_agg):
             control.observe(lambda _: self._quietly(self._guard, self.chart_note, self._render_chart), "value")
@@ -337,6 +345,7 @@ class GoldExplorer:
         self.download_html.value = ""
         with self._setting():
             self.grid.page = 0
+        self.count_distinct = False
         self._stale = set(range(len(TABS)))
         self._render_visible()
 
@@ -403,8 +412,22 @@ class GoldExplorer:
         rows = list(self.type_names.items())
         self.schema_html.value = r.html_table(["column", "type"], rows, caption=f"{self.name}: {len(rows)} columns")
 
+    def _count_distinct(self) -> None:
+        """Profile again with every column's distinct values counted exactly (the button under a large profile)."""
+        self.count_distinct = True
+        try:
+            self._render_profile_table()
+        except Exception as exc:  # e.g. the time limit: keep the profile on screen, say why above it
+            self.count_distinct = False
+            self._render_profile_table()
+            self.profile_html.value = r.note(_problem(exc), "error") + self.profile_html.value
+
     def _render_profile(self) -> None:
-        exact = self.filtered_rows * len(self.types) <= EXACT_DISTINCT_VALUES
+        self._render_profile_table()
+        self._render_top()
+
+    def _render_profile_table(self) -> None:
+        exact = self.count_distinct or self.filtered_rows * len(self.types) <= EXACT_DISTINCT_VALUES
         # Without a filter the relation is the table's files: their statistics answer counts, min and max.
         files = self.sandbox.files(self.name) if not (self.conditions or self.where) else ()
         self.profile = self._run(lambda: q.profile_columns(self.relation, distinct=exact, files=files,
@@ -415,9 +438,10 @@ class GoldExplorer:
                  p.mean if q.is_numeric(p.type) else r.Cell("", numeric=False)) for p in self.profile]
         head = ["column", "type", "values", "nulls", "null %", *(["distinct"] if exact else []), "min", "max", "mean"]
         caption = f"profile of {total:,} rows" + ("" if exact else
-                                                  " (distinct values: under \u201cTop values of\u201d, per column)")
+                                                  " (distinct values left out: \u201cCount distinct values\u201d "
+                                                  "counts them, \u201cTop values of\u201d gives one column\u2019s)")
         self.profile_html.value = r.html_table(head, rows, caption=caption)
-        self._render_top()
+        self.distinct_button.layout.display = "none" if exact else ""
 
     def _render_top(self) -> None:
         if self.relation is None or not self.top_column.value:
