@@ -235,6 +235,9 @@ def test_count_distinct_values_counts_every_column_of_a_large_profile_exactly(ap
     app.where_text.value = "margin > -100"  # a new filter, the same 160 rows: left out again until asked
     assert "<th>distinct</th>" not in app.profile_html.value
     assert app.distinct_button.layout.display != "none"
+    app.layer.value = "bronze"  # no tables there: nothing to count
+    assert app.name is None
+    assert app.distinct_button.layout.display == "none"
 
 
 def test_count_distinct_values_that_fail_keep_the_profile_and_say_why(app, monkeypatch):

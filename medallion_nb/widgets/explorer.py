@@ -281,6 +281,7 @@ class GoldExplorer:
                 pane.value = ""
             self.grid.show([], [], first_row=1, pages=1)
             self.chart_view.children = ()
+            self.distinct_button.layout.display = "none"
             return
         self.info = self.lake.info(name)
         self.base = self.sandbox.table(name)
