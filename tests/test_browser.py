@@ -251,6 +251,17 @@ def test_explorer_filters_in_the_browser(served, browser_page, demo_lake, tmp_pa
     if kind == "voila":
         page.screenshot(path=str(DOC_IMAGES / "explorer-chart.png"))
 
+    # The profile of the filtered rows: one line per column, and the top values of a column
+    # with its exact number of distinct values (the filtered days are distinct).
+    page.locator(".lm-TabBar-tab", has_text="Profile").first.click()
+    profile = page.locator(".mnb-table", has=page.locator("caption", has_text=f"profile of {len(expected)} rows"))
+    profile.wait_for()
+    with mnb.connect(demo_lake) as lake:
+        columns = lake.table("gold.daily_sales").columns
+    assert profile.locator("tbody tr td:first-child").all_inner_texts() == columns
+    page.locator(".mnb-top-column select").select_option(label="order_date")
+    page.locator(".mnb-table caption", has_text=f"{len(expected)} distinct values of order_date").wait_for()
+
 
 def _download_and_check(page, tmp_path: Path, expected: list[tuple]) -> None:
     page.locator(".lm-TabBar-tab", has_text="Download").first.click()

@@ -180,7 +180,7 @@ class GoldExplorer:
                             (self.filter_value, "mnb-filter-value"), (self.where_text, "mnb-where"),
                             (self.apply_button, "mnb-apply"), (self.grid, "mnb-preview"),
                             (self.status, "mnb-status"), (self.chart_view, "mnb-chart-view"),
-                            (self.distinct_button, "mnb-count-distinct")):
+                            (self.distinct_button, "mnb-count-distinct"), (self.top_column, "mnb-top-column")):
             widget.add_class(css)
 
         # Table errors (say, a table deleted since) show in the summary line, not as a traceback.
