@@ -18,12 +18,12 @@
 - ``warn``: checked the same way; a failure is reported, and the rows are written.
 
 The rows are staged once (DuckDB writes them as Parquet; with ``quarantine`` both
-sides in one pass over the input), audited on the staged files, then committed or
+sides, see :func:`medallion_nb.quarantine.staged_split`), audited on the staged files, then committed or
 thrown away: a failed check never becomes a table's current version. The report
 is on the returned result (``result.report``) and in the run's write log.
 ``lake.write_split`` (:func:`write_split`) audits its ``good`` rows the same way
-before either side is committed; the quarantine mechanics (rules, one-pass
-staging of both sides) are in :mod:`medallion_nb.quarantine`.
+before either side is committed; the quarantine mechanics (rules, staging
+both sides) are in :mod:`medallion_nb.quarantine`.
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ def audit_staged(lake: Lakehouse, name: str, expect: Any, good: duckdb.DuckDBPyR
 
 def write_expected(lake: Lakehouse, name: str, rel: duckdb.DuckDBPyRelation, expect: Any, *, mode: str,
                    key: Sequence[str], metadata: Mapping[str, str] | None, quarantine: str | None,
-                   options: Mapping[str, Any] | None = None) -> CheckedWrite:
+                   options: Mapping[str, Any] | None = None, once: bool = False) -> CheckedWrite:
     """Stage ``rel``, audit it against ``expect``, then commit it (and its quarantine) or nothing.
 
     Raises:
@@ -163,7 +163,7 @@ def write_expected(lake: Lakehouse, name: str, rel: duckdb.DuckDBPyRelation, exp
     bad_name = quarantine_table(name, quarantine)
     rules = quarantine_rules(groups["quarantine"])
     with staged_split(lake, rel, rules, good=name, bad=bad_name, mode=mode, keys=key,
-                      good_options=options) as (good, bad, _counts):
+                      good_options=options, once=once) as (good, bad, _counts):
         report = audit_staged(lake, name, groups, good.relation, rows=good.rows + bad.rows, bad=bad.relation,
                               key=key)
         with commit_guard(lake):
@@ -178,7 +178,8 @@ def write_expected(lake: Lakehouse, name: str, rel: duckdb.DuckDBPyRelation, exp
 def write_split(lake: Lakehouse, rel: duckdb.DuckDBPyRelation, rules: Mapping[str, str], *, good: str, bad: str,
                 good_columns: str = "*", bad_columns: str = "*", mode: str = "replace",
                 key: str | Sequence[str] | None = None, expect: Mapping[str, Any] | None = None,
-                where: str | None = None, partition_by: str | Sequence[str] | None = None) -> SplitResult:
+                where: str | None = None, partition_by: str | Sequence[str] | None = None,
+                once: bool = False) -> SplitResult:
     """Write the rows of ``rel`` that break no rule to ``good``, the others to ``bad``.
 
     Each rule is SQL that is true for a row that must be quarantined (as in
@@ -192,7 +193,8 @@ def write_split(lake: Lakehouse, rel: duckdb.DuckDBPyRelation, rules: Mapping[st
     With ``mode="replace_where"`` both tables replace the rows matching ``where`` (the keys
     a run recomputed): a row now on one side is gone from the other, and a row that no
     longer exists is gone from both. ``partition_by`` partitions ``good`` (when it is
-    created or replaced).
+    created or replaced). ``once``: the rows can be read only once (an Arrow stream);
+    otherwise DuckDB reads them twice (see :func:`medallion_nb.quarantine.staged_split`).
 
     ``expect`` (``fail`` / ``warn`` checks, plus those declared for ``good`` in
     medallion.yaml) is evaluated on the staged ``good`` rows before anything is
@@ -215,7 +217,8 @@ def write_split(lake: Lakehouse, rel: duckdb.DuckDBPyRelation, rules: Mapping[st
     options = {"partition_by": (partition_by,) if isinstance(partition_by, str) else tuple(partition_by)} \
         if partition_by is not None else None
     with staged_split(lake, rel, rules, good=good, bad=bad, good_columns=good_columns, bad_columns=bad_columns,
-                      mode=mode, keys=keys, where=where, good_options=options) as (good_staged, bad_staged, counts):
+                      mode=mode, keys=keys, where=where, good_options=options,
+                      once=once) as (good_staged, bad_staged, counts):
         report = audit_staged(lake, good, groups, good_staged.relation, rows=good_staged.rows, key=keys) \
             if groups else None
         with commit_guard(lake):

@@ -1,20 +1,23 @@
 """Quarantine: rows that break rules go to a table of their own, with the reasons.
 
 :func:`split` tags each row with the rules it breaks (``_quarantine_reason``);
-:func:`staged_split` stages both halves for a write in one pass: DuckDB computes the
-tagged rows once, each Arrow batch is divided in two, the passing rows (projected)
-stream straight into DuckDB's Parquet writer for their table and the quarantined rows
-— normally few — are kept and staged afterwards. The input is computed once, so the
-good and the bad side always come from the same rows. (``lake.split`` instead computes
-the tagged rows into a temporary table so both halves can be looked at.) The checks of
-an expectation's ``quarantine`` action become rules here too (:func:`quarantine_rules`);
-writing both halves, audited, is :func:`medallion_nb.expectations.write_split`.
+:func:`staged_split` stages both halves for a write without the rows leaving DuckDB:
+a first read keeps the quarantined rows (normally few) and counts every row, a second
+has DuckDB write the passing rows as Parquet with the rules checked in the same query.
+The two reads must agree — passing plus quarantined rows add up to the rows counted —
+or the split is staged again in one read (the tagged rows stream through Arrow
+batches, each divided in two), so no row is lost or written to both sides.
+(``lake.split`` instead computes the tagged rows into a temporary table so both halves
+can be looked at.) The checks of an expectation's ``quarantine`` action become rules
+here too (:func:`quarantine_rules`); writing both halves, audited, is
+:func:`medallion_nb.expectations.write_split`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import html
+import itertools
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
 REASON_COLUMN = "_quarantine_reason"  # the rules a quarantined row broke, "; "-separated
 QUARANTINE_SUFFIX = "_quarantine"
 _BATCH = "__split_batch"
+_NAMES = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -125,16 +129,25 @@ def quarantine_table(name: str, quarantine: str | None) -> str:
 @contextlib.contextmanager
 def staged_split(lake: Lakehouse, rel: duckdb.DuckDBPyRelation, rules: Mapping[str, str], *, good: str, bad: str,
                  good_columns: str = "*", bad_columns: str = "*", mode: str = "replace", keys: Sequence[str] = (),
-                 where: str | None = None,
-                 good_options: Mapping[str, Any] | None = None) -> Iterator[tuple[Staged, Staged, Counter[str]]]:
-    """Stage both sides of a split in one pass over ``rel``; the block commits them (what it does not is aborted).
+                 where: str | None = None, good_options: Mapping[str, Any] | None = None,
+                 once: bool = False) -> Iterator[tuple[Staged, Staged, Counter[str]]]:
+    """Stage both sides of a split; the block commits them (what it does not is aborted).
 
     ``mode`` is the good side's; the quarantine side replaces with ``replace``, merges
     with ``merge`` (a key on one side then leaves the other), replaces the rows matching
     ``where`` when it is given (``replace_where``), and appends otherwise.
 
+    Normally ``rel`` is read twice, both times by DuckDB alone: once to keep the
+    quarantined rows (few) and count every row, once to write the passing rows as
+    Parquet. If the two reads disagree (the passing and quarantined rows do not add up
+    to the rows counted, as when the query's rows change from one read to the next),
+    the passing rows are thrown away and the split is staged in one read instead.
+    ``once=True`` (rows that can be read only once, e.g. an Arrow stream) goes straight
+    to the one-read way: the tagged rows stream through Arrow batches, each divided in two.
+
     Raises:
-        LakeError: a bad table name or key, a projection DuckDB rejects, or a failing query.
+        LakeError: a bad table name or key, a projection DuckDB rejects, or a failing query
+            (DuckDB refuses to read a consumed Arrow stream again).
     """
     if mode == "merge" and not keys:
         raise LakeError(f"write_split to {good} and {bad}: mode merge needs key=... (the columns that identify a row)")
@@ -145,26 +158,120 @@ def staged_split(lake: Lakehouse, rel: duckdb.DuckDBPyRelation, rules: Mapping[s
     if where is not None:
         good_options["where"] = where
         bad_mode, bad_options = "replace_where", {"where": where}
-    # Types Delta cannot store (HUGEINT, ...) are cast before they reach Arrow, as lake.write does.
+    # Types Delta cannot store (HUGEINT, ...) are cast before they are written, as lake.write does.
     tagged = lake.storable(split(rel, rules).all, good)
+    sides = _Sides(lake, good, bad, good_columns, bad_columns, mode, bad_mode, tuple(keys), good_options, bad_options)
+    staged: list[Staged] = []
+    try:
+        counts = None if once else _stage_twice(sides, tagged, staged)
+        if counts is None:
+            counts = _stage_once(sides, tagged, staged)
+        if mode == "merge":
+            # A key on one side leaves the other.
+            staged[0].also_delete(staged[1].relation.project(_keys(keys)))
+            staged[1].also_delete(staged[0].relation.project(_keys(keys)))
+        yield staged[0], staged[1], counts
+    except duckdb.Error as exc:
+        raise LakeError(f"write_split to {good} and {bad} failed: {exc}") from exc
+    finally:
+        for s in staged:
+            s.abort()
+
+
+@dataclass
+class _Sides:
+    """What a split writes where (the arguments of :func:`staged_split`, checked)."""
+
+    lake: Lakehouse
+    good: str
+    bad: str
+    good_columns: str
+    bad_columns: str
+    mode: str
+    bad_mode: str
+    keys: tuple[str, ...]
+    good_options: dict[str, Any]
+    bad_options: dict[str, Any]
+
+    def check_keys(self, good_names: Sequence[str], bad_names: Sequence[str]) -> None:
+        missing = [k for k in self.keys if k not in good_names or k not in bad_names]
+        if missing:
+            raise LakeError(f"write_split to {self.good} and {self.bad}: key {', '.join(missing)} must be in both "
+                            "good_columns and bad_columns")
+
+    def stage_good(self, rows: duckdb.DuckDBPyRelation, con: duckdb.DuckDBPyConnection | None = None) -> Staged:
+        return stage(self.lake, self.good, rows, mode=self.mode, keys=self.keys, con=con, **self.good_options)
+
+    def stage_bad(self, rows: duckdb.DuckDBPyRelation) -> Staged:
+        return stage(self.lake, self.bad, rows, mode=self.bad_mode,
+                     keys=self.keys if self.bad_mode == "merge" else (), **self.bad_options)
+
+
+def _stage_twice(sides: _Sides, tagged: duckdb.DuckDBPyRelation, staged: list[Staged]) -> Counter[str] | None:
+    """Stage the split in two reads of ``tagged`` by DuckDB; None when the reads disagree (nothing is left staged).
+
+    The first read keeps the quarantined rows in a temporary table and counts every
+    row; the second has DuckDB write the passing rows as Parquet, the rule check pushed
+    into the same query, without the rows ever leaving DuckDB.
+    """
+    con = sides.lake.con
+    n = next(_NAMES)
+    rows, held, quarantined = f"__split_rows_{n}", f"__split_held_{n}", f"__split_quarantined_{n}"
+    tagged.create_view(rows, replace=True)
+    try:
+        try:
+            con.execute(f"DESCRIBE {rows}")  # binds, reads nothing
+        except duckdb.CatalogException:
+            return None  # rows of another connection: they are read once, through Arrow
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {held} AS SELECT count(*) AS n, "
+                    f"list(__split_row) FILTER (WHERE __split_row.{quote_name(REASON_COLUMN)} IS NOT NULL) AS rows "
+                    f"FROM {rows} __split_row")
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {quarantined} AS "
+                    f"SELECT __r.* FROM (SELECT unnest(rows) AS __r FROM {held})")
+        good_sql = _projection(con, f"SELECT * EXCLUDE ({REASON_COLUMN}) FROM {rows} WHERE {REASON_COLUMN} IS NULL",
+                               sides.good_columns, sides.good)
+        bad_sql = _projection(con, f"SELECT * FROM {quarantined}", sides.bad_columns, sides.bad)
+        sides.check_keys(con.sql(good_sql).columns, con.sql(bad_sql).columns)
+        total = con.execute(f"SELECT n FROM {held}").fetchone()[0]
+        counts: Counter[str] = Counter(dict(con.execute(
+            f"SELECT {quote_name(REASON_COLUMN)}, count(*) FROM {quarantined} GROUP BY 1").fetchall()))
+        failing = sum(counts.values())
+        staged.append(sides.stage_good(con.sql(good_sql)))
+        if staged[0].rows + failing != total:
+            staged.pop().abort()  # the query's rows changed between the reads
+            return None
+        counts["passed"] = staged[0].rows
+        staged.append(sides.stage_bad(con.sql(bad_sql)))
+        return counts
+    finally:
+        con.execute(f"DROP VIEW IF EXISTS {quarantined}")
+        con.execute(f"DROP TABLE IF EXISTS {held}")
+        con.execute(f"DROP VIEW IF EXISTS {rows}")
+
+
+def _stage_once(sides: _Sides, tagged: duckdb.DuckDBPyRelation, staged: list[Staged]) -> Counter[str]:
+    """Stage the split in one read: each Arrow batch of tagged rows is divided in two.
+
+    The passing rows (projected) stream into DuckDB's Parquet writer for their table;
+    the quarantined rows are kept and staged afterwards.
+    """
+    lake = sides.lake
     try:
         reader = tagged.to_arrow_reader(BATCH_ROWS)
     except duckdb.Error as exc:
-        raise LakeError(f"write_split to {good} and {bad}: query failed: {exc}") from exc
+        raise LakeError(f"write_split to {sides.good} and {sides.bad}: query failed: {exc}") from exc
     # One cursor projects each batch while the lake's connection streams the tagged
     # rows; another has DuckDB write the passing rows as they come.
     cur, writer = lake.con.cursor(), lake.con.cursor()
-    staged: list[Staged] = []
     try:
-        good_sql = _projection(cur, reader.schema, good_columns, f"{REASON_COLUMN} IS NULL", good,
-                               exclude=REASON_COLUMN)
-        bad_sql = _projection(cur, reader.schema, bad_columns, f"{REASON_COLUMN} IS NOT NULL", bad)
+        cur.register(_BATCH, reader.schema.empty_table())
+        good_sql = _projection(cur, f"SELECT * EXCLUDE ({REASON_COLUMN}) FROM {_BATCH} WHERE {REASON_COLUMN} IS NULL",
+                               sides.good_columns, sides.good)
+        bad_sql = _projection(cur, f"SELECT * FROM {_BATCH} WHERE {REASON_COLUMN} IS NOT NULL", sides.bad_columns,
+                              sides.bad)
         good_schema = cur.sql(good_sql).to_arrow_table().schema
         bad_schema = cur.sql(bad_sql).to_arrow_table().schema
-        missing = [k for k in keys if k not in good_schema.names or k not in bad_schema.names]
-        if missing:
-            raise LakeError(f"write_split to {good} and {bad}: key {', '.join(missing)} must be in both "
-                            "good_columns and bad_columns")
+        sides.check_keys(good_schema.names, bad_schema.names)
         counts: Counter[str] = Counter()
         quarantined: list[pa.Table] = []
 
@@ -182,21 +289,12 @@ def staged_split(lake: Lakehouse, rel: duckdb.DuckDBPyRelation, rules: Mapping[s
                     yield from _fetch(cur, good_sql, good_schema).to_batches()
 
         stream = writer.from_arrow(pa.RecordBatchReader.from_batches(good_schema, passing()))
-        staged.append(stage(lake, good, stream, mode=mode, keys=keys, con=writer, **good_options))
+        staged.append(sides.stage_good(stream, con=writer))
         bad_rows = lake.con.from_arrow(pa.Table.from_batches([b for t in quarantined for b in t.to_batches()],
                                                              schema=bad_schema))
-        staged.append(stage(lake, bad, bad_rows, mode=bad_mode, keys=keys if bad_mode == "merge" else (),
-                            **bad_options))
-        if mode == "merge":
-            # A key on one side leaves the other.
-            staged[0].also_delete(staged[1].relation.project(_keys(keys)))
-            staged[1].also_delete(staged[0].relation.project(_keys(keys)))
-        yield staged[0], staged[1], counts
-    except duckdb.Error as exc:
-        raise LakeError(f"write_split to {good} and {bad} failed: {exc}") from exc
+        staged.append(sides.stage_bad(bad_rows))
+        return counts
     finally:
-        for s in staged:
-            s.abort()
         cur.close()
         writer.close()
 
@@ -205,15 +303,11 @@ def _keys(keys: Sequence[str]) -> str:
     return ", ".join(quote_name(k) for k in keys)
 
 
-def _projection(cur: duckdb.DuckDBPyConnection, schema: pa.Schema, columns: str, where: str, table: str,
-                exclude: str | None = None) -> str:
-    """The SQL that projects one batch for ``table``, with the casts Delta needs."""
-    cur.register(_BATCH, schema.empty_table())
-    rows = f"(SELECT * EXCLUDE ({exclude}) FROM {_BATCH} WHERE {where})" if exclude else \
-        f"(SELECT * FROM {_BATCH} WHERE {where})"
-    sql = f"SELECT {columns} FROM {rows}"
+def _projection(con: duckdb.DuckDBPyConnection, rows_sql: str, columns: str, table: str) -> str:
+    """The SQL that selects ``columns`` for ``table`` from the rows of ``rows_sql``, with the casts Delta needs."""
+    sql = f"SELECT {columns} FROM ({rows_sql})"
     try:
-        casts = storable_columns(cur.sql(sql), table)
+        casts = storable_columns(con.sql(sql), table)
     except duckdb.Error as exc:
         raise LakeError(f"write_split: the columns for {table} are not valid: {exc}") from exc
     return f"SELECT {', '.join(casts)} FROM ({sql})" if casts else sql

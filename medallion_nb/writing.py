@@ -104,8 +104,8 @@ class WritePath:
                                                       if delete is not None else None))
                        if v is not None}
             rel = self.storable(self.relation(data, what="write: data"), name)
-            return write_expected(self, name, rel, groups, mode=mode,
-                                  key=keys, metadata=metadata, quarantine=quarantine, options=options)
+            return write_expected(self, name, rel, groups, mode=mode, key=keys, metadata=metadata,
+                                  quarantine=quarantine, options=options, once=_read_once(data))
         staged = self.stage(name, data, mode=mode, key=key, where=where, partition_by=partition_by, delete=delete)
         return staged.commit(metadata)
 
@@ -193,9 +193,11 @@ class WritePath:
         """Write the rows that break no rule to ``good`` and the others, with reasons, to ``bad``.
 
         Each rule is SQL that is true for a row to quarantine; ``bad_columns``
-        can name ``_quarantine_reason``. One pass over ``data`` (unlike
-        :meth:`split`). With ``mode="merge"`` both sides merge by ``key`` and a key
-        landing on one side leaves the other; with ``mode="replace_where"`` and
+        can name ``_quarantine_reason``. The tagged rows are never staged whole
+        (unlike :meth:`split`): DuckDB reads ``data`` twice, keeping the quarantined rows
+        and then writing the passing ones (an Arrow stream is read once). With
+        ``mode="merge"`` both sides merge by ``key`` and a key landing on one side
+        leaves the other; with ``mode="replace_where"`` and
         ``where=keys`` both sides replace the rows of those keys (an order that moved
         sides leaves the other). ``partition_by`` partitions ``good`` when it is
         created or replaced; see :func:`medallion_nb.expectations.write_split`.
@@ -214,7 +216,7 @@ class WritePath:
         mode, where = scoped(mode, where)
         return write_split(self, self.relation(data, what="write_split: data"), rules, good=good, bad=bad,
                            good_columns=good_columns, bad_columns=bad_columns, mode=mode, key=key, expect=expect,
-                           where=where, partition_by=partition_by)
+                           where=where, partition_by=partition_by, once=_read_once(data))
 
     def vacuum(self: Lakehouse, name: str | None = None, *, retain_hours: int = 168,
                dry_run: bool = False) -> dict[str, list[str]]:
@@ -278,3 +280,10 @@ class WritePath:
         self._register(layer, table, result.snapshot or self.store.snapshot(layer, table))
         self.writes.append(result)
         report_write(result, run_id=self.run_id)
+
+
+def _read_once(data: object) -> bool:
+    """Whether rows can be read only once (an Arrow stream), so a write must not read them twice."""
+    import pyarrow as pa
+
+    return isinstance(data, pa.RecordBatchReader)

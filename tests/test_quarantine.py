@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
+import pyarrow as pa
 import pytest
 
 import medallion_nb as mnb
@@ -57,13 +59,48 @@ def test_write_split_matches_split_then_write(lake):
     assert lake.table("silver.bad").columns[-1] == "_quarantine_reason"
 
 
-def test_write_split_streams_many_batches_and_casts_for_delta(lake, monkeypatch):
-    monkeypatch.setattr("medallion_nb.quarantine.BATCH_ROWS", 1000)
-    result = lake.write_split("SELECT range AS id, range::HUGEINT AS big FROM range(10000)", {"odd": "id % 2 = 1"},
-                              good="silver.even", bad="silver.odd", bad_columns="id")
-    assert (result.good.rows, result.bad.rows) == (5000, 5000)
-    assert [str(t) for t in lake.table("silver.even").types] == ["BIGINT", "BIGINT"]  # HUGEINT stored as BIGINT
-    assert lake.sql("SELECT count(*), sum(id) FROM silver.odd").fetchall() == [(5000, 25000000)]
+@pytest.mark.parametrize("source", ["query", "arrow stream"])
+def test_write_split_sides_are_exactly_the_tagged_rows_and_cast_for_delta(lake, monkeypatch, source):
+    monkeypatch.setattr("medallion_nb.quarantine.BATCH_ROWS", 1000)  # the stream: many batches
+    sql = "SELECT range AS id, range::HUGEINT AS big, range % 7 AS r FROM range(10000)"
+    table = duckdb.sql(sql).to_arrow_table()  # another connection's rows
+    data = sql if source == "query" else pa.RecordBatchReader.from_batches(table.schema, table.to_batches(1000))
+    result = lake.write_split(data, {"odd": "id % 2 = 1", "sevens": "r = 0"},
+                              good="silver.even", bad="silver.odd", bad_columns="id, _quarantine_reason")
+    expected = lake.sql(f"SELECT id, concat_ws('; ', CASE WHEN id % 2 = 1 THEN 'odd' END, "
+                        f"CASE WHEN r = 0 THEN 'sevens' END) AS reason FROM ({sql})")
+    bad = expected.filter("reason <> ''").order("id").fetchall()
+    assert lake.table("silver.odd").order("id").fetchall() == bad
+    assert lake.table("silver.even").project("id").order("id").fetchall() == \
+        expected.filter("reason = ''").project("id").order("id").fetchall()
+    assert (result.good.rows, result.bad.rows) == (10000 - len(bad), len(bad))
+    assert result.counts == {"passed": 4285, "odd": 4286, "sevens": 715, "odd; sevens": 714}
+    big = "BIGINT" if source == "query" else "DECIMAL(38,0)"  # HUGEINT stored as BIGINT; Arrow made it a decimal
+    assert [str(t) for t in lake.table("silver.even").types] == ["BIGINT", big, "BIGINT"]
+
+
+def test_write_split_whose_rows_change_between_reads_is_staged_again_in_one_read(lake, monkeypatch):
+    # The input grows after the first read (as a query with now() or ties in a window can
+    # change): the two reads do not add up, so the split is made again from one read.
+    lake.con.execute("CREATE TABLE moving AS SELECT range AS id FROM range(100)")
+    original = mnb.quarantine._Sides.stage_good
+
+    def grow_then_stage(self, rows, con=None):
+        if con is None:  # the second read of two (the one-read way stages through its own cursor)
+            lake.con.execute("INSERT INTO moving SELECT range FROM range(100, 130)")
+        return original(self, rows, con)
+
+    monkeypatch.setattr(mnb.quarantine._Sides, "stage_good", grow_then_stage)
+    result = lake.write_split("SELECT id FROM moving", {"odd": "id % 2 = 1"}, good="silver.even", bad="silver.odd")
+    good = {r[0] for r in lake.table("silver.even").fetchall()}
+    bad = {r[0] for r in lake.table("silver.odd").fetchall()}
+    moving = {r[0] for r in lake.sql("SELECT id FROM moving").fetchall()}
+    assert good | bad == moving
+    assert not good & bad
+    assert good == {i for i in moving if i % 2 == 0}
+    assert result.counts == {"passed": len(good), "odd": len(bad)}
+    assert not list(lake.project.lake.rglob("_medallion/staging/*"))
+    assert lake.count("silver.even") == len(good)  # the files of the first attempt were not committed
 
 
 def test_write_split_appends_and_keeps_empty_sides(lake):
@@ -95,6 +132,15 @@ def test_latest_keeps_the_first_row_per_key_by_the_order(lake):
     assert sorted(latest.fetchall(), key=str) == [(1, "new", 2), (2, "only", 1), (3, "b", 5), (None, "y", 3)]
     window = rows.query("r", "SELECT * FROM r QUALIFY row_number() OVER (PARTITION BY k ORDER BY n DESC, v DESC) = 1")
     assert sorted(latest.fetchall(), key=str) == sorted(window.fetchall(), key=str)
+
+
+def test_latest_picks_the_same_row_among_ties_whatever_the_input_order(lake):
+    values = ", ".join(f"({k}, {v}, 1)" for k in range(50) for v in range(4))
+    rows = lake.sql(f"SELECT * FROM (VALUES {values}) t(k, v, n)")
+    forward = lake.latest(rows.order("k, v"), key="k", order_by="n DESC").order("k").fetchall()
+    backward = lake.latest(rows.order("k DESC, v DESC"), key="k", order_by="n DESC").order("k").fetchall()
+    assert forward == backward
+    assert len(forward) == 50
 
 
 def test_latest_on_a_table_with_two_keys(lake):
