@@ -44,7 +44,8 @@ DEFAULT_KERNEL = "python3"
 # Run silently in a kernel right after it starts: the imports every layer
 # notebook makes anyway (pandas for the tables it shows), so they overlap with
 # the previous layer's work.
-DEFAULT_PRELOAD = "import medallion_nb, medallion_nb.lakehouse, pandas"
+DEFAULT_PRELOAD = ("import medallion_nb, medallion_nb.lakehouse, medallion_nb.expectations, medallion_nb.quarantine, "
+                   "medallion_nb.dedupe, medallion_nb.lineage, croniter, pandas, pyarrow.pandas_compat")
 
 
 @dataclass(frozen=True)
@@ -107,8 +108,38 @@ class NotebookOutcome:
 def _register_engine() -> None:
     """Register the engine below with papermill (once, when the first notebook runs)."""
     from papermill.clientwrap import PapermillNotebookClient
-    from papermill.engines import NBClientEngine, papermill_engines
+    from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines
     from papermill.log import logger as papermill_logger
+
+    class _Document(NotebookExecutionManager):
+        """papermill's execution state, saving the executed copy once per code cell.
+
+        papermill saves the whole document as every cell starts and as it completes,
+        markdown cells included (two JSON validations and writes per cell). Here a
+        code cell's start saves it (with the outputs of the cells before it and this
+        one marked running), and so do an error and the end of the notebook, which is
+        every state a reader or a crash can find. Markdown cells, which run nothing,
+        and a cell's completion, which the next save includes, do not.
+        """
+
+        _quiet = False
+
+        def save(self, **kwargs: Any) -> None:
+            if not self._quiet:
+                super().save(**kwargs)
+
+        def cell_start(self, cell: Any, cell_index: int | None = None, **kwargs: Any) -> None:
+            self._quietly(cell.get("cell_type") != "code", super().cell_start, cell, cell_index, **kwargs)
+
+        def cell_complete(self, cell: Any, cell_index: int | None = None, **kwargs: Any) -> None:
+            self._quietly(True, super().cell_complete, cell, cell_index, **kwargs)
+
+        def _quietly(self, quiet: bool, call: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+            self._quiet = quiet
+            try:
+                call(*args, **kwargs)
+            finally:
+                self._quiet = False
 
     class _PreparedKernelEngine(NBClientEngine):
         """papermill's nbclient engine, executing on a kernel the caller already started.
@@ -116,6 +147,20 @@ def _register_engine() -> None:
         The caller owns the kernel (passed as ``km``); this engine only opens and
         closes the client channels, so the kernel's start and shutdown stay outside.
         """
+
+        @classmethod
+        def execute_notebook(cls, nb, kernel_name, output_path=None, progress_bar=True, log_output=False,
+                             autosave_cell_every=30, **kwargs):
+            # papermill's Engine.execute_notebook, with the document above.
+            nb_man = _Document(nb, output_path=output_path, progress_bar=progress_bar, log_output=log_output,
+                               autosave_cell_every=autosave_cell_every)
+            nb_man.notebook_start()
+            try:
+                cls.execute_managed_notebook(nb_man, kernel_name, log_output=log_output, **kwargs)
+            finally:
+                nb_man.cleanup_pbar()
+                nb_man.notebook_complete()
+            return nb_man.nb
 
         @classmethod
         def execute_managed_notebook(cls, nb_man, kernel_name, *, km=None, log_output=False, stdout_file=None,
@@ -250,6 +295,13 @@ class NotebookEngine:
                 if task.output not in self._starting:
                     self._starting[task.output] = self._starter.submit(self._new_kernel, task)
 
+    def discard(self, task: NotebookTask) -> None:
+        """Stop, in the background, the kernel prepared for ``task`` (if any): it will not run."""
+        with self._lock:
+            future = self._starting.pop(task.output, None)
+        if future is not None and not future.cancel():
+            self._stopper.submit(_discard_started, future)
+
     def run(self, tasks: Sequence[NotebookTask], *, timeout: float | None = None) -> list[NotebookOutcome]:
         """Execute ``tasks`` side by side and wait for all of them.
 
@@ -362,6 +414,11 @@ class NotebookEngine:
                 self._stopper.submit(kernel.shutdown)
         status = "failed" if error else "succeeded"
         return NotebookOutcome(task, status, time.monotonic() - started, error)
+
+
+def _discard_started(future: Future[_Kernel]) -> None:
+    if future.exception() is None:
+        future.result().discard()
 
 
 def _kernel_name(notebook: Path) -> str:

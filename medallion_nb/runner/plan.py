@@ -17,6 +17,7 @@ Hamilton as overrides, so their tables are read as they are.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,6 @@ from typing import Any
 from medallion_nb.errors import ProjectError, UsageError
 from medallion_nb.lineage import Lineage, NotebookLineage, project_lineage
 from medallion_nb.project import Layer, Project
-from medallion_nb.runner import nodes
 
 IMAGE_FORMATS = ("png", "svg", "pdf")
 GRAPH_FORMATS = ("dot", *IMAGE_FORMATS)
@@ -59,21 +59,33 @@ class Plan:
     """The notebooks of a project (or a selection of them) and the Hamilton DAG that runs them."""
 
     def __init__(self, project: Project, lineage: Lineage, selected: set[Path]) -> None:
-        from hamilton import driver
-
         self.project = project
         self.lineage = lineage
         layer_of = {nb: layer for layer in project.layers for nb in layer.notebooks}
         self.all_steps = tuple(NotebookStep(lineage.relative(nb.notebook), layer_of[nb.notebook], nb.notebook, nb)
                                for nb in lineage.notebooks)
         self.steps = tuple(step for step in self.all_steps if step.notebook in selected)
-        self.driver = (driver.Builder()
-                       .with_modules(nodes)
-                       .with_config({**self._config(), "hamilton.enable_power_user_mode": True})
-                       .build())
+
+    @functools.cached_property
+    def driver(self) -> Any:
+        """The Hamilton driver of the DAG (built, and Hamilton imported, on first use).
+
+        A run starts its first kernels before it needs the DAG, so that importing
+        Hamilton (and pandas, which Hamilton imports) overlaps with their start.
+        """
+        from hamilton import driver
+
+        from medallion_nb.runner import nodes
+
+        return (driver.Builder()
+                .with_modules(nodes)
+                .with_config({**self._config(), "hamilton.enable_power_user_mode": True})
+                .build())
 
     def _config(self) -> dict[str, Any]:
         from hamilton.function_modifiers import group, source, value
+
+        from medallion_nb.runner import nodes
 
         lineage = self.lineage
         writers = lineage.writers
@@ -106,6 +118,11 @@ class Plan:
     def step(self, node: str) -> NotebookStep:
         return next(step for step in self.all_steps if step.node == node)
 
+    def upstream(self, step: NotebookStep) -> list[NotebookStep]:
+        """Selected notebooks that ``step`` waits for, from the lineage alone (no Hamilton)."""
+        waits_for = {nb.notebook for nb in self.lineage.upstream_notebooks(step.lineage)}
+        return [other for other in self.steps if other.notebook in waits_for and other is not step]
+
     def dependents(self, node: str) -> list[NotebookStep]:
         """Selected notebooks that read what ``node``'s notebook writes (directly)."""
         graph = self.driver.graph.nodes
@@ -129,6 +146,8 @@ class Plan:
         from hamilton import driver
         from hamilton.lifecycle import GracefulErrorAdapter
         from hamilton.plugins.h_threadpool import FutureAdapter
+
+        from medallion_nb.runner import nodes
 
         selected = {step.node for step in self.steps}
         # Notebooks outside the selection are not run: their tables are read as they are.

@@ -52,6 +52,11 @@ from medallion_nb.validation import duration_seconds
 
 EXIT_OK, EXIT_FAILED, EXIT_DATA = 0, 1, 3
 
+# Kernels started at the start of a run for the notebooks after the first ones (see
+# _Run._prepare_first): enough for a bronze -> silver -> gold run; each idle kernel holds
+# the library's imports (~150 MB).
+WARM_AHEAD = 2
+
 
 def run_pipeline(
     project: Project,
@@ -268,17 +273,23 @@ class _Run(NodeExecutionHook):
             raise failure[0]
 
     def _prepare_first(self) -> None:
-        """Start the kernels of the notebooks that wait for no other notebook, unless they are up to date.
+        """Start kernels now: those of the notebooks that wait for no other one, and the next ones.
 
-        They start while Hamilton builds and begins executing the DAG, so the first
-        notebook does not wait for both one after the other.
+        The first notebooks' kernels start while Hamilton builds and begins executing the
+        DAG, so the first notebook does not wait for both one after the other. When one of
+        them has work to do, the kernels of the next notebooks (in plan order, up to
+        ``WARM_AHEAD``) start at the same time: starting a kernel is single-threaded
+        Python, so they use the core the first kernel's start leaves idle, instead of
+        competing with a running notebook's queries later. A kernel whose notebook turns
+        out to be up to date is stopped unused.
         """
-        waiting = {dep.node for step in self.plan.steps for dep in self.plan.dependents(step.node)}
+        waiting = {step.node for step in self.plan.steps if self.plan.upstream(step)}
         first = [step for step in self.plan.steps if step.node not in waiting]
         if not self.force:
             first = [step for step in first
                      if not self.fresh.up_to_date(step, self.fresh.fingerprint(step, self.params))]
-        self.engine.prepare([self._task(step) for step in first])
+        ahead = [step for step in self.plan.steps if step.node in waiting][:WARM_AHEAD] if first else []
+        self.engine.prepare([self._task(step) for step in first + ahead])
 
     def _exit_code(self) -> int:
         if self.record.status in ("succeeded", "waiting"):
@@ -303,6 +314,7 @@ class _Run(NodeExecutionHook):
         fingerprint = self.fresh.fingerprint(step, self.params)
         if not self.force and self.fresh.up_to_date(step, fingerprint):
             task = self._task(step)
+            self.engine.discard(task)  # started ahead in case it had work
             _note_up_to_date(task.output, step.node, self.fresh.last_run(step))
             with self.mutex:
                 self.outcomes[node] = NotebookOutcome(task, "up to date", 0.0)
