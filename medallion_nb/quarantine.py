@@ -32,6 +32,7 @@ from medallion_nb.names import LOAD_MODES
 from medallion_nb.quality import CheckResult, QualityReport, row_conditions, unique_keys
 from medallion_nb.sql import literal, quote_name, storable_columns
 from medallion_nb.storage import Staged, WriteResult, stage
+from medallion_nb.storage.scan import empty_table
 from medallion_nb.storage.stage import BATCH_ROWS
 
 if TYPE_CHECKING:
@@ -264,7 +265,7 @@ def _stage_once(sides: _Sides, tagged: duckdb.DuckDBPyRelation, staged: list[Sta
     # rows; another has DuckDB write the passing rows as they come.
     cur, writer = lake.con.cursor(), lake.con.cursor()
     try:
-        cur.register(_BATCH, reader.schema.empty_table())
+        cur.register(_BATCH, empty_table(reader.schema))
         good_sql = _projection(cur, f"SELECT * EXCLUDE ({REASON_COLUMN}) FROM {_BATCH} WHERE {REASON_COLUMN} IS NULL",
                                sides.good_columns, sides.good)
         bad_sql = _projection(cur, f"SELECT * FROM {_BATCH} WHERE {REASON_COLUMN} IS NOT NULL", sides.bad_columns,

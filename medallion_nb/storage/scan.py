@@ -24,8 +24,13 @@ _EMPTY = itertools.count()
 
 def duckdb_types(con: duckdb.DuckDBPyConnection, schema: pa.Schema) -> dict[str, str]:
     """The DuckDB type of every column of an Arrow schema, by name."""
-    rel = con.from_arrow(schema.empty_table())
+    rel = con.from_arrow(empty_table(schema))
     return {name: str(kind) for name, kind in zip(rel.columns, rel.types, strict=True)}
+
+
+def empty_table(schema: pa.Schema) -> pa.Table:
+    """A table of ``schema`` with no rows (``schema.empty_table()`` imports pandas, half a second)."""
+    return pa.Table.from_batches([], schema=schema)
 
 
 def scan_sql(con: duckdb.DuckDBPyConnection, files: Sequence[str], schema: pa.Schema,
@@ -38,7 +43,7 @@ def scan_sql(con: duckdb.DuckDBPyConnection, files: Sequence[str], schema: pa.Sc
     if not files:
         # No file, still a schema: scan an empty Arrow table of it.
         empty = f"__medallion_empty_{next(_EMPTY)}"
-        con.register(empty, schema.empty_table())
+        con.register(empty, empty_table(schema))
         extra = f", NULL::VARCHAR AS {quote_name(filename)}" if filename else ""
         return f"SELECT {columns}{extra} FROM {empty}"
     paths = ", ".join(literal(f) for f in files)
