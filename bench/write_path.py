@@ -19,7 +19,10 @@ Cases, on an order-lines table of 19 columns:
   the "before" code has no such mode, so delta-rs' predicate overwrite stands in);
 - ``replace_where_partitioned``: the same on a table partitioned by day (now only);
 - ``changes``: read the 1% appended since the last consumption (now) against reading
-  the whole table (before: there was no way to read only what changed).
+  the whole table (before: there was no way to read only what changed);
+- ``write_split``: the whole source split by a rule into a passing table and a
+  quarantine of 1% of the rows (``lake.write_split``; ``--before`` compares with a tree
+  whose split streamed the rows through Python).
 """
 
 from __future__ import annotations
@@ -53,7 +56,8 @@ SELECT range AS order_id, TIMESTAMP '2026-01-01' + (range % 7776000) * INTERVAL 
        ((hash(range) % 25000) / 100)::DECIMAL(18, 2) AS margin, hash(range) % 1000 AS score
 FROM range({start}, {stop})
 """
-CASES = ("replace", "replace_partitioned", "append", "merge", "replace_where", "replace_where_partitioned", "changes")
+CASES = ("replace", "replace_partitioned", "append", "merge", "replace_where", "replace_where_partitioned", "changes",
+         "write_split")
 NOW_ONLY = ("replace_partitioned", "replace_where_partitioned")
 
 
@@ -93,6 +97,10 @@ def child(case: str, project: str, source: str, rows: int) -> None:
                                           lake.sql(rows_of_day).to_arrow_reader(122_880), mode="overwrite",
                                           predicate="order_date = '2026-02-01'")
                 result = "delta-rs predicate overwrite"
+        elif case == "write_split":
+            result = lake.write_split(f"SELECT * FROM {new}", {"low score": "score < 10"}, good="silver.split_good",
+                                      good_columns="* EXCLUDE (score)", bad="silver.split_bad",
+                                      bad_columns="order_id, score, _quarantine_reason")
         elif case == "changes":
             rel = lake.changes(table).rows if has_stage else lake.table(table)
             result = rel.aggregate("count(*), sum(revenue), count(DISTINCT customer_id)").fetchall()[0]
