@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from medallion_nb.errors import LakeError, QualityError
 from medallion_nb.names import LOAD_MODES
@@ -256,6 +255,8 @@ def _stage_once(sides: _Sides, tagged: duckdb.DuckDBPyRelation, staged: list[Sta
     The passing rows (projected) stream into DuckDB's Parquet writer for their table;
     the quarantined rows are kept and staged afterwards.
     """
+    import pyarrow.compute as pc  # a quarter of a second to import; only this way needs it
+
     lake = sides.lake
     try:
         reader = tagged.to_arrow_reader(BATCH_ROWS)
