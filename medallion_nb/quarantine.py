@@ -223,16 +223,19 @@ def _stage_twice(sides: _Sides, tagged: duckdb.DuckDBPyRelation, staged: list[St
             con.execute(f"DESCRIBE {rows}")  # binds, reads nothing
         except duckdb.CatalogException:
             return None  # rows of another connection: they are read once, through Arrow
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {held} AS SELECT count(*) AS n, "
-                    f"list(__split_row) FILTER (WHERE __split_row.{quote_name(REASON_COLUMN)} IS NOT NULL) AS rows "
-                    f"FROM {rows} __split_row")
-        con.execute(f"CREATE OR REPLACE TEMP VIEW {quarantined} AS "
-                    f"SELECT __r.* FROM (SELECT unnest(rows) AS __r FROM {held})")
+        # Every passing row falls in one group (NULL) that counts them; each distinct quarantined
+        # row is a group with its number of copies. A grouping spills to disk when the
+        # quarantine is large (a list of the rows would have to fit in memory).
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {held} AS SELECT CASE WHEN __split_row."
+                    f"{quote_name(REASON_COLUMN)} IS NOT NULL THEN __split_row END AS row, count(*) AS n "
+                    f"FROM {rows} __split_row GROUP BY 1")
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {quarantined} AS SELECT __r.* FROM "
+                    f"(SELECT row AS __r, unnest(range(n)) FROM {held} WHERE row IS NOT NULL)")
         good_sql = _projection(con, f"SELECT * EXCLUDE ({REASON_COLUMN}) FROM {rows} WHERE {REASON_COLUMN} IS NULL",
                                sides.good_columns, sides.good)
         bad_sql = _projection(con, f"SELECT * FROM {quarantined}", sides.bad_columns, sides.bad)
         sides.check_keys(con.sql(good_sql).columns, con.sql(bad_sql).columns)
-        total = con.execute(f"SELECT n FROM {held}").fetchone()[0]
+        total = con.execute(f"SELECT coalesce(sum(n), 0) FROM {held}").fetchone()[0]
         counts: Counter[str] = Counter(dict(con.execute(
             f"SELECT {quote_name(REASON_COLUMN)}, count(*) FROM {quarantined} GROUP BY 1").fetchall()))
         failing = sum(counts.values())

@@ -63,6 +63,8 @@ def test_write_split_matches_split_then_write(lake):
 def test_write_split_sides_are_exactly_the_tagged_rows_and_cast_for_delta(lake, monkeypatch, source):
     monkeypatch.setattr("medallion_nb.quarantine.BATCH_ROWS", 1000)  # the stream: many batches
     sql = "SELECT range AS id, range::HUGEINT AS big, range % 7 AS r FROM range(10000)"
+    if source == "query":  # two reads by DuckDB, which add up
+        monkeypatch.setattr(mnb.quarantine, "_stage_once", lambda *args: pytest.fail("the reads did not add up"))
     table = duckdb.sql(sql).to_arrow_table()  # another connection's rows
     data = sql if source == "query" else pa.RecordBatchReader.from_batches(table.schema, table.to_batches(1000))
     result = lake.write_split(data, {"odd": "id % 2 = 1", "sevens": "r = 0"},
@@ -77,6 +79,28 @@ def test_write_split_sides_are_exactly_the_tagged_rows_and_cast_for_delta(lake, 
     assert result.counts == {"passed": 4285, "odd": 4286, "sevens": 715, "odd; sevens": 714}
     big = "BIGINT" if source == "query" else "DECIMAL(38,0)"  # HUGEINT stored as BIGINT; Arrow made it a decimal
     assert [str(t) for t in lake.table("silver.even").types] == ["BIGINT", big, "BIGINT"]
+
+
+def test_write_split_keeps_every_copy_of_a_quarantined_row_and_nested_values(lake, monkeypatch):
+    def no_second_try(*args):
+        raise AssertionError("the two reads did not add up")
+
+    monkeypatch.setattr(mnb.quarantine, "_stage_once", no_second_try)
+    sql = ("SELECT range % 4 AS id, [range % 4, 1] AS tags, {'k': range % 4} AS info FROM range(12) "
+           "UNION ALL SELECT 9, [9], {'k': 9} FROM range(0) "
+           "UNION ALL SELECT 7, NULL, NULL")
+    result = lake.write_split(sql, {"odd": "id % 2 = 1"}, good="silver.even", bad="silver.odd")
+    assert (result.good.rows, result.bad.rows) == (6, 7)
+    assert sorted(lake.table("silver.odd").fetchall(), key=str) == sorted(
+        [(1, [1, 1], {"k": 1}, "odd")] * 3 + [(3, [3, 1], {"k": 3}, "odd")] * 3 + [(7, None, None, "odd")], key=str)
+    assert lake.sql("SELECT count(*) FROM silver.even").fetchall() == [(6,)]
+
+
+def test_write_split_of_no_rows_writes_two_empty_tables(lake):
+    result = lake.write_split("SELECT * FROM bronze.orders WHERE id < 0", RULES, good="silver.good", bad="silver.bad")
+    assert (result.good.rows, result.bad.rows) == (0, 0)
+    assert result.counts == {"passed": 0}
+    assert lake.count("silver.good") == lake.count("silver.bad") == 0
 
 
 def test_write_split_whose_rows_change_between_reads_is_staged_again_in_one_read(lake, monkeypatch):
