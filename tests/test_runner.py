@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -468,3 +470,75 @@ def test_a_run_refuses_at_once_while_another_holds_the_lock(tmp_path):
         with pytest.raises(LockHeldError, match=r"still held after waiting 0.2s"):
             run_pipeline(project, run_id="third", wait=0.2)
     assert not (project.runs / "second").exists()
+
+
+# -- kernels started ahead ----------------------------------------------------------------
+
+def kernel_marks(path):
+    """Preload code: each kernel appends its pid and its notebook's write log to ``path``."""
+    return ("import os, pathlib\n"
+            f"with pathlib.Path({str(path)!r}).open('a') as f:\n"
+            "    f.write(f\"{os.getpid()} {os.environ.get('MEDALLION_WRITE_LOG', '')}\\n\")")
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.notebook
+def test_a_kernel_started_ahead_for_a_notebook_that_is_up_to_date_is_stopped_unused(tmp_path):
+    root = three_layer_project(tmp_path / "tiny")
+    marks = tmp_path / "kernels.txt"
+    run_pipeline(load_project(root), run_id="t1", engine=NotebookEngine(preload=kernel_marks(marks)))
+    # bronze's code changes (it still writes bronze.numbers, by its lineage) and this time it writes
+    # nothing: it runs and silver is up to date. gold's code changes too: it runs, and waits for
+    # silver's kernel to be gone (a kernel left running would fail it after two minutes).
+    (root / "notebooks" / "bronze.ipynb").write_text(
+        notebook_text(CONNECT, "if lake.exists('bronze.numbers'):\n    pass\nelse:\n    " +
+                      'lake.write("bronze.numbers", "select range as n from range(10)")'), encoding="utf-8")
+    wait_for_silver = (
+        "import os, pathlib, time\n"
+        f"pid = next(int(line.split()[0]) for line in pathlib.Path({str(marks)!r}).read_text().splitlines()\n"
+        "           if '/silver/' in line)\n"
+        "deadline = time.monotonic() + 120\n"
+        "while time.monotonic() < deadline:\n"
+        "    try:\n"
+        "        os.kill(pid, 0)\n"
+        "    except ProcessLookupError:\n"
+        "        break\n"
+        "    time.sleep(0.1)\n"
+        "else:\n"
+        "    raise RuntimeError(f'the kernel started for silver ({pid}) is still running')")
+    (root / "notebooks" / "gold.ipynb").write_text(notebook_text(
+        CONNECT, wait_for_silver, 'lake.write("gold.total", "select sum(n) as total from silver.numbers")'),
+        encoding="utf-8")
+    marks.unlink()
+    record = run_pipeline(load_project(root), run_id="t2", engine=NotebookEngine(preload=kernel_marks(marks)))
+    status = {nb.notebook: nb.status for layer in record.layers for nb in layer.notebooks}
+    assert status == {"notebooks/bronze.ipynb": "succeeded", "notebooks/silver.ipynb": "up to date",
+                      "notebooks/gold.ipynb": "succeeded"}
+    started = dict(line.split(" ", 1) for line in marks.read_text().splitlines())
+    # silver's kernel was started with bronze's, before anyone knew silver would be up to date ...
+    assert sorted(Path(log).parent.name for log in started.values()) == ["bronze", "gold", "silver"]
+    # ... and was stopped unused: no process, no kernel log left in the run folder.
+    assert not any(alive(int(pid)) for pid in started)
+    assert not list((root / "runs" / "t2").glob("silver/*.kernel.log"))
+    assert list((root / "runs" / "t2").glob("bronze/*.kernel.log"))
+
+
+@pytest.mark.notebook
+def test_the_executed_notebook_keeps_papermills_record_of_every_cell(tmp_path):
+    nb = tmp_path / "nb.ipynb"
+    nb.write_text(notebook_text("x = 1", "print('two')", "x + 2"), encoding="utf-8")
+    with NotebookEngine(preload=None) as engine:
+        (outcome,) = engine.run([NotebookTask("bronze", nb, tmp_path / "out" / "nb.ipynb", {"run_id": "x"})])
+    assert outcome.ok
+    executed = nbformat.read(tmp_path / "out" / "nb.ipynb", as_version=4)
+    assert [c.metadata.papermill["status"] for c in executed.cells] == ["completed"] * len(executed.cells)
+    assert all(c.metadata.papermill["end_time"] for c in executed.cells)
+    assert executed.cells[-2].outputs[0]["text"] == "two\n"
+    assert executed.cells[-1].outputs[0]["data"]["text/plain"] == "3"

@@ -53,9 +53,10 @@ from medallion_nb.validation import duration_seconds
 EXIT_OK, EXIT_FAILED, EXIT_DATA = 0, 1, 3
 
 # Kernels started at the start of a run for the notebooks after the first ones (see
-# _Run._prepare_first): enough for a bronze -> silver -> gold run; each idle kernel holds
-# the library's imports (~150 MB).
-WARM_AHEAD = 2
+# _Run._prepare_first). Each one waiting holds the library's imports (~200 MB): at 10M
+# orders a second one, waiting through bronze's ingest, raised the run's peak memory by
+# 140 MB (past 1.5 GB), so the kernels after the next one start as their upstream starts.
+WARM_AHEAD = 1
 
 
 def run_pipeline(
@@ -283,13 +284,20 @@ class _Run(NodeExecutionHook):
         competing with a running notebook's queries later. A kernel whose notebook turns
         out to be up to date is stopped unused.
         """
-        waiting = {step.node for step in self.plan.steps if self.plan.upstream(step)}
-        first = [step for step in self.plan.steps if step.node not in waiting]
-        if not self.force:
-            first = [step for step in first
-                     if not self.fresh.up_to_date(step, self.fresh.fingerprint(step, self.params))]
-        ahead = [step for step in self.plan.steps if step.node in waiting][:WARM_AHEAD] if first else []
-        self.engine.prepare([self._task(step) for step in first + ahead])
+        upstream = {step.node: {up.node for up in self.plan.upstream(step)} for step in self.plan.steps}
+        starting = [step for step in self.plan.steps if not upstream[step.node]]
+        first = starting if self.force else [
+            step for step in starting if not self.fresh.up_to_date(step, self.fresh.fingerprint(step, self.params))]
+        # The next notebooks in the order they can run: those waiting only for the first ones, then theirs.
+        ahead: list[NotebookStep] = []
+        done = {step.node for step in starting}
+        while first and len(ahead) < WARM_AHEAD:
+            level = [step for step in self.plan.steps if step.node not in done and upstream[step.node] <= done]
+            if not level:
+                break
+            ahead += level
+            done |= {step.node for step in level}
+        self.engine.prepare([self._task(step) for step in first + ahead[:WARM_AHEAD]])
 
     def _exit_code(self) -> int:
         if self.record.status in ("succeeded", "waiting"):
