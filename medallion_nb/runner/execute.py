@@ -287,6 +287,11 @@ class NotebookEngine:
 
         The first call also imports papermill in the background, while the kernel starts.
         """
+        if tasks:
+            # jupyter_client's modules import each other: imported from two threads at once (a
+            # kernel's start and papermill's import), one thread can get a half-initialized
+            # module ("cannot import name 'AsyncKernelManager'"). Import it here, once, first.
+            import jupyter_client.manager  # noqa: F401
         with self._lock:
             if tasks and not self._importing:
                 self._importing = True
