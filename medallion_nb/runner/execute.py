@@ -202,6 +202,10 @@ class _Kernel:
         self.log_path = task.kernel_log
         self._stopped = False
         self._lock = threading.Lock()
+        self._preload = preload
+        self._timeout = startup_timeout
+        self._warmed = not preload
+        self._warming = threading.Lock()
         if task.kernel_log is not None:
             task.kernel_log.parent.mkdir(parents=True, exist_ok=True)
             self.log = task.kernel_log.open("ab")
@@ -209,23 +213,32 @@ class _Kernel:
         # notebooks running side by side never share one mutable os.environ.
         env = {**os.environ, **task.env}
         try:
-            asyncio.run(self._start(env, str(task.notebook.parent), startup_timeout, preload))
+            asyncio.run(self._start(env, str(task.notebook.parent)))
         except BaseException:
             self.shutdown(now=True)
             raise
 
-    async def _start(self, env: dict[str, str], cwd: str, startup_timeout: float, preload: str | None) -> None:
+    async def _start(self, env: dict[str, str], cwd: str) -> None:
         extra = {"preexec_fn": _die_with_parent} if sys.platform.startswith("linux") else {}
         await self.km.start_kernel(env=env, cwd=cwd, stdout=self.log, stderr=self.log, **extra)
-        if not preload:
-            return
+
+    def warm(self) -> None:
+        """Run the preload in the kernel, once (a second caller waits for the first)."""
+        with self._warming:
+            with self._lock:
+                if self._warmed or self._stopped:
+                    return
+            asyncio.run(self._run_preload())
+            self._warmed = True
+
+    async def _run_preload(self) -> None:
         kc = self.km.client()
         kc.start_channels()
         try:
-            await kc.wait_for_ready(timeout=startup_timeout)
+            await kc.wait_for_ready(timeout=self._timeout)
             # A silent request leaves no trace in the notebook (no output, no
             # execution count); an error here resurfaces in the notebook itself.
-            await kc.execute_interactive(preload, silent=True, store_history=False, timeout=startup_timeout,
+            await kc.execute_interactive(self._preload, silent=True, store_history=False, timeout=self._timeout,
                                          output_hook=_ignore)
         finally:
             kc.stop_channels()
@@ -282,10 +295,13 @@ class NotebookEngine:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def prepare(self, tasks: Sequence[NotebookTask]) -> None:
+    def prepare(self, tasks: Sequence[NotebookTask], *, warm: bool = True) -> None:
         """Start kernels for ``tasks`` in the background; :meth:`run` will use them.
 
-        The first call also imports papermill in the background, while the kernel starts.
+        With ``warm=False`` the kernels only start (a bare kernel holds ~50 MB; one that ran
+        the preload ~200 MB); the preload runs when they are prepared again with ``warm``,
+        or before their notebook at the latest. The first call also imports papermill in the
+        background, while the kernel starts.
         """
         if tasks:
             # jupyter_client's modules import each other: imported from two threads at once (a
@@ -298,7 +314,9 @@ class NotebookEngine:
                 self._starter.submit(_register_engine)
             for task in tasks:
                 if task.output not in self._starting:
-                    self._starting[task.output] = self._starter.submit(self._new_kernel, task)
+                    self._starting[task.output] = self._starter.submit(self._new_kernel, task, warm)
+                elif warm:
+                    self._starter.submit(_warm_started, self._starting[task.output])
 
     def discard(self, task: NotebookTask) -> None:
         """Stop, in the background, the kernel prepared for ``task`` (if any): it will not run."""
@@ -372,8 +390,15 @@ class NotebookEngine:
             if kernel is not None:
                 kernel.shutdown(now=True)
 
-    def _new_kernel(self, task: NotebookTask) -> _Kernel:
-        return _Kernel(task, startup_timeout=self.startup_timeout, preload=self.preload)
+    def _new_kernel(self, task: NotebookTask, warm: bool = True) -> _Kernel:
+        kernel = _Kernel(task, startup_timeout=self.startup_timeout, preload=self.preload)
+        if warm:
+            try:
+                kernel.warm()
+            except BaseException:
+                kernel.shutdown(now=True)
+                raise
+        return kernel
 
     def _stop(self, task: NotebookTask) -> None:
         with self._lock:
@@ -399,6 +424,7 @@ class NotebookEngine:
                 if task.output in self._stopped:
                     raise InterruptedError("stopped before it started")
                 self._running[task.output] = kernel
+            kernel.warm()  # started ahead without the preload: run it now (or wait for it to finish)
             papermill.execute_notebook(
                 str(task.notebook), str(task.output), parameters=dict(task.parameters),
                 engine_name=ENGINE_NAME, km=kernel.km, kernel_name=kernel.name,
@@ -419,6 +445,11 @@ class NotebookEngine:
                 self._stopper.submit(kernel.shutdown)
         status = "failed" if error else "succeeded"
         return NotebookOutcome(task, status, time.monotonic() - started, error)
+
+
+def _warm_started(future: Future[_Kernel]) -> None:
+    """Run the preload in a kernel started without it (in the background; an error shows when it runs)."""
+    future.result().warm()
 
 
 def _discard_started(future: Future[_Kernel]) -> None:

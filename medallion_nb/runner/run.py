@@ -53,10 +53,11 @@ from medallion_nb.validation import duration_seconds
 EXIT_OK, EXIT_FAILED, EXIT_DATA = 0, 1, 3
 
 # Kernels started at the start of a run for the notebooks after the first ones (see
-# _Run._prepare_first). Each one waiting holds the library's imports (~200 MB): at 10M
-# orders a second one, waiting through bronze's ingest, raised the run's peak memory by
-# 140 MB (past 1.5 GB), so the kernels after the next one start as their upstream starts.
-WARM_AHEAD = 1
+# _Run._prepare_first). One waiting with the library imported holds ~200 MB: at 10M orders
+# a second one, waiting through bronze's ingest, raised the run's peak memory by 140 MB
+# (past 1.5 GB). So the next notebook's kernel starts warm, the one after it bare (~50 MB),
+# importing the library when its upstream notebook starts.
+WARM_AHEAD, COLD_AHEAD = 1, 1
 
 
 def run_pipeline(
@@ -276,13 +277,13 @@ class _Run(NodeExecutionHook):
     def _prepare_first(self) -> None:
         """Start kernels now: those of the notebooks that wait for no other one, and the next ones.
 
-        The first notebooks' kernels start while Hamilton builds and begins executing the
-        DAG, so the first notebook does not wait for both one after the other. When one of
-        them has work to do, the kernels of the next notebooks (in plan order, up to
-        ``WARM_AHEAD``) start at the same time: starting a kernel is single-threaded
-        Python, so they use the core the first kernel's start leaves idle, instead of
-        competing with a running notebook's queries later. A kernel whose notebook turns
-        out to be up to date is stopped unused.
+        The first notebooks' kernels start while Hamilton is imported and builds the DAG, so
+        the first notebook does not wait for both one after the other. When one of them has
+        work to do, the kernels of the next notebooks (by dependency: ``WARM_AHEAD`` with the
+        preload, ``COLD_AHEAD`` more without it) start at the same time: starting a kernel is
+        single-threaded Python, so they use the cores the first kernel's start leaves idle
+        instead of competing with a running notebook's queries later. A kernel whose notebook
+        turns out to be up to date is stopped unused.
         """
         upstream = {step.node: {up.node for up in self.plan.upstream(step)} for step in self.plan.steps}
         starting = [step for step in self.plan.steps if not upstream[step.node]]
@@ -291,13 +292,14 @@ class _Run(NodeExecutionHook):
         # The next notebooks in the order they can run: those waiting only for the first ones, then theirs.
         ahead: list[NotebookStep] = []
         done = {step.node for step in starting}
-        while first and len(ahead) < WARM_AHEAD:
+        while first and len(ahead) < WARM_AHEAD + COLD_AHEAD:
             level = [step for step in self.plan.steps if step.node not in done and upstream[step.node] <= done]
             if not level:
                 break
             ahead += level
             done |= {step.node for step in level}
         self.engine.prepare([self._task(step) for step in first + ahead[:WARM_AHEAD]])
+        self.engine.prepare([self._task(step) for step in ahead[WARM_AHEAD:WARM_AHEAD + COLD_AHEAD]], warm=False)
 
     def _exit_code(self) -> int:
         if self.record.status in ("succeeded", "waiting"):
