@@ -245,14 +245,14 @@ def count_rows(rel: duckdb.DuckDBPyRelation) -> int:
 
 
 # -- profile ----------------------------------------------------------------
-def profile_columns(rel: duckdb.DuckDBPyRelation, *, exact_distinct: bool = True, distinct: bool = True,
+def profile_columns(rel: duckdb.DuckDBPyRelation, *, distinct: bool = True,
                     files: Sequence[str] = (), con: duckdb.DuckDBPyConnection | None = None) -> list[ColumnProfile]:
     """Count, nulls, distinct values, min, max and mean of every column.
 
     One pass over the rows computes everything that needs the rows: counts, nulls,
     min and max, the means of the numeric columns and the distinct values, so each
-    column is read and decoded once. ``exact_distinct=False`` counts distinct values
-    with ``approx_count_distinct`` (HyperLogLog); ``distinct=False`` leaves them out
+    column is read and decoded once. Distinct values are counted exactly;
+    ``distinct=False`` leaves them out
     (``None``): on millions of rows hashing every value of every column is most of the
     profile's time (:func:`top_values` gives the exact count of one column).
 
@@ -266,10 +266,9 @@ def profile_columns(rel: duckdb.DuckDBPyRelation, *, exact_distinct: bool = True
     ordered = [name for name, type_id in types.items() if type_id in _ORDERED]
     numeric = [name for name, type_id in types.items() if is_numeric(type_id)]
     found = _file_statistics(con, files, types, ordered) if files and con is not None else None
-    how = "count(DISTINCT {c})" if exact_distinct else "approx_count_distinct({c})"
     scanned = ([] if found else [_stats_sql(types, ordered)]) \
         + [f"avg({quote_ident(n)})::DOUBLE" for n in numeric] \
-        + ([how.format(c=quote_ident(n)) for n in ordered] if distinct else [])
+        + ([f"count(DISTINCT {quote_ident(n)})" for n in ordered] if distinct else [])
     row = list(rel.aggregate(", ".join(scanned)).fetchall()[0]) if scanned else []
     if found is None:
         size = 1 + len(types) + 2 * len(ordered)
@@ -327,28 +326,6 @@ def _file_statistics(con: duckdb.DuckDBPyConnection, files: Sequence[str], types
     return total, counts, extremes
 
 
-def distinct_count(rel: duckdb.DuckDBPyRelation, column: str, *, exact: bool = True) -> int:
-    """The number of distinct non-null values of one column (``exact=False``: HyperLogLog's estimate).
-
-    Raises:
-        FilterError: ``column`` is not a column.
-    """
-    _column(column_types(rel), column, "distinct values")
-    how = "count(DISTINCT {c})" if exact else "approx_count_distinct({c})"
-    return int(rel.aggregate(how.format(c=quote_ident(column))).fetchall()[0][0])
-
-
-def top_values_relation(rel: duckdb.DuckDBPyRelation, column: str, n: int = 10) -> duckdb.DuckDBPyRelation:
-    """The ``n`` most frequent values of a column with their row counts (``value, rows``).
-
-    Raises:
-        FilterError: ``column`` is not a column.
-    """
-    return (rel.aggregate(*_top_groups(rel, column))
-               .order("rows DESC, value ASC NULLS LAST")
-               .limit(int(n)))
-
-
 @dataclass(frozen=True)
 class TopValues:
     """The most frequent values of a column, and how many distinct values it has in all (exact)."""
@@ -367,7 +344,9 @@ def top_values(rel: duckdb.DuckDBPyRelation, column: str, n: int = 10) -> TopVal
     Raises:
         FilterError: ``column`` is not a column.
     """
-    grouped = rel.aggregate(*_top_groups(rel, column))
+    _column(column_types(rel), column, "top values")
+    col = quote_ident(column)
+    grouped = rel.aggregate(f"{col} AS value, count(*) AS rows", col)
     # The groups are formed once, then counted and ranked (a window count over them costs more).
     rows = grouped.query("__top_groups", f"""
         WITH g AS MATERIALIZED (SELECT * FROM __top_groups)
@@ -375,12 +354,6 @@ def top_values(rel: duckdb.DuckDBPyRelation, column: str, n: int = 10) -> TopVal
         ORDER BY rows DESC, value ASC NULLS LAST LIMIT {int(n)}""").fetchall()
     return TopValues(column=column, values=[(value, int(count)) for value, count, _ in rows],
                      distinct=int(rows[0][2]) if rows else 0)
-
-
-def _top_groups(rel: duckdb.DuckDBPyRelation, column: str) -> tuple[str, str]:
-    _column(column_types(rel), column, "top values")
-    col = quote_ident(column)
-    return f"{col} AS value, count(*) AS rows", col
 
 
 def repeating_text_column(rel: duckdb.DuckDBPyRelation, *, rows: int = 10_000,
