@@ -223,33 +223,52 @@ def _stage_twice(sides: _Sides, tagged: duckdb.DuckDBPyRelation, staged: list[St
             con.execute(f"DESCRIBE {rows}")  # binds, reads nothing
         except duckdb.CatalogException:
             return None  # rows of another connection: they are read once, through Arrow
-        # Every passing row falls in one group (NULL) that counts them; each distinct quarantined
-        # row is a group with its number of copies. A grouping spills to disk when the
-        # quarantine is large (a list of the rows would have to fit in memory).
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {held} AS SELECT CASE WHEN __split_row."
-                    f"{quote_name(REASON_COLUMN)} IS NOT NULL THEN __split_row END AS row, count(*) AS n "
-                    f"FROM {rows} __split_row GROUP BY 1")
-        con.execute(f"CREATE OR REPLACE TEMP VIEW {quarantined} AS SELECT __r.* FROM "
-                    f"(SELECT row AS __r, unnest(range(n)) FROM {held} WHERE row IS NOT NULL)")
-        good_sql = _projection(con, f"SELECT * EXCLUDE ({REASON_COLUMN}) FROM {rows} WHERE {REASON_COLUMN} IS NULL",
-                               sides.good_columns, sides.good)
-        bad_sql = _projection(con, f"SELECT * FROM {quarantined}", sides.bad_columns, sides.bad)
-        sides.check_keys(con.sql(good_sql).columns, con.sql(bad_sql).columns)
-        total = con.execute(f"SELECT coalesce(sum(n), 0) FROM {held}").fetchone()[0]
-        counts: Counter[str] = Counter(dict(con.execute(
-            f"SELECT {quote_name(REASON_COLUMN)}, count(*) FROM {quarantined} GROUP BY 1").fetchall()))
-        failing = sum(counts.values())
-        staged.append(sides.stage_good(con.sql(good_sql)))
-        if staged[0].rows + failing != total:
-            staged.pop().abort()  # the query's rows changed between the reads
-            return None
-        counts["passed"] = staged[0].rows
-        staged.append(sides.stage_bad(con.sql(bad_sql)))
-        return counts
+        # Both reads in one transaction: now(), current_date and the like are the same in both
+        # (each statement of its own would see its own time, and rows near it could change sides).
+        with _one_transaction(con):
+            # Every passing row falls in one group (NULL) that counts them; each distinct quarantined
+            # row is a group with its number of copies. A grouping spills to disk when the
+            # quarantine is large (a list of the rows would have to fit in memory).
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {held} AS SELECT CASE WHEN __split_row."
+                        f"{quote_name(REASON_COLUMN)} IS NOT NULL THEN __split_row END AS row, count(*) AS n "
+                        f"FROM {rows} __split_row GROUP BY 1")
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {quarantined} AS SELECT __r.* FROM "
+                        f"(SELECT row AS __r, unnest(range(n)) FROM {held} WHERE row IS NOT NULL)")
+            good_sql = _projection(con, f"SELECT * EXCLUDE ({REASON_COLUMN}) FROM {rows} WHERE {REASON_COLUMN} IS NULL",
+                                   sides.good_columns, sides.good)
+            bad_sql = _projection(con, f"SELECT * FROM {quarantined}", sides.bad_columns, sides.bad)
+            sides.check_keys(con.sql(good_sql).columns, con.sql(bad_sql).columns)
+            total = con.execute(f"SELECT coalesce(sum(n), 0) FROM {held}").fetchone()[0]
+            counts: Counter[str] = Counter(dict(con.execute(
+                f"SELECT {quote_name(REASON_COLUMN)}, count(*) FROM {quarantined} GROUP BY 1").fetchall()))
+            failing = sum(counts.values())
+            staged.append(sides.stage_good(con.sql(good_sql)))
+            if staged[0].rows + failing != total:
+                staged.pop().abort()  # the query's rows changed between the reads
+                return None
+            counts["passed"] = staged[0].rows
+            staged.append(sides.stage_bad(con.sql(bad_sql)))
+            return counts
     finally:
         con.execute(f"DROP VIEW IF EXISTS {quarantined}")
         con.execute(f"DROP TABLE IF EXISTS {held}")
         con.execute(f"DROP VIEW IF EXISTS {rows}")
+
+
+@contextlib.contextmanager
+def _one_transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Run the block in one DuckDB transaction (the caller's, if one is open already)."""
+    try:
+        con.begin()
+    except duckdb.TransactionException:  # inside the caller's transaction: it holds the reads together
+        yield
+        return
+    try:
+        yield
+    except BaseException:
+        con.rollback()
+        raise
+    con.commit()
 
 
 def _stage_once(sides: _Sides, tagged: duckdb.DuckDBPyRelation, staged: list[Staged]) -> Counter[str]:

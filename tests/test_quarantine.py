@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import duckdb
@@ -126,6 +127,26 @@ def test_write_split_whose_rows_change_between_reads_is_staged_again_in_one_read
     assert not list(lake.project.lake.rglob("_medallion/staging/*"))
     assert lake.count("silver.even") == len(good)  # the files of the first attempt were not committed
 
+
+
+def test_write_split_rules_that_read_the_clock_see_the_same_time_in_both_reads(lake, monkeypatch):
+    # Row 1 is quarantined before the mark, row 2 after it, and the second read comes after
+    # the mark: read at two times, row 1 would be on both sides (the counts still add up)
+    # and row 2 on none.
+    lake.con.execute("CREATE TABLE mark AS SELECT now() + INTERVAL 1 SECOND AS t")
+    rules = {"early": "id = 1 AND now() <= (SELECT t FROM mark)", "late": "id = 2 AND now() > (SELECT t FROM mark)"}
+    original = mnb.quarantine._Sides.stage_good
+
+    def after_the_mark(self, rows, con=None):
+        if con is None:  # the second read of two
+            time.sleep(1.2)
+        return original(self, rows, con)
+
+    monkeypatch.setattr(mnb.quarantine._Sides, "stage_good", after_the_mark)
+    lake.write_split("SELECT * FROM (VALUES (1), (2)) t(id)", rules, good="silver.good", bad="silver.bad")
+    good = [r[0] for r in lake.table("silver.good").fetchall()]
+    bad = [r[0] for r in lake.table("silver.bad").fetchall()]
+    assert sorted(good + bad) == [1, 2]
 
 def test_write_split_appends_and_keeps_empty_sides(lake):
     lake.write_split("SELECT * FROM bronze.orders WHERE id = 1", RULES, good="silver.good", bad="silver.bad")
